@@ -1,0 +1,1 @@
+"""The conversation engine: pure AutoGen 0.2 semantics as a resumable state machine, and its ports."""

@@ -1,0 +1,79 @@
+"""What happens to a conversation from outside: people start it, reply, click Run, Skip or Stop."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
+
+
+class FileRef(BaseModel):
+    """A file a person shared in the thread; the worker downloads it through the chat platform."""
+
+    model_config = ConfigDict(frozen=True)
+
+    name: str
+    url: str
+    size: int = 0
+    mime_type: str = "application/octet-stream"
+
+
+class PriorMessage(BaseModel):
+    """A message that was in the thread before the bot was mentioned there (context for the agents)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    author: str
+    text: str
+
+
+class _Event(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    event_id: str
+    user_id: str
+
+
+class Start(_Event):
+    """Someone mentioned the bot with a task; starts (or re-opens) the thread's conversation."""
+
+    type: Literal["start"] = "start"
+    text: str
+    user_name: str = ""
+    files: tuple[FileRef, ...] = ()
+    context: tuple[PriorMessage, ...] = ()
+    team: str | None = None
+
+
+class HumanMessage(_Event):
+    """A person replied in the thread: feedback, an answer, or a new instruction."""
+
+    type: Literal["human_message"] = "human_message"
+    text: str
+    user_name: str = ""
+    files: tuple[FileRef, ...] = ()
+
+
+class Approve(_Event):
+    """The Run button: run the pending code, if it is still the code the card showed."""
+
+    type: Literal["approve"] = "approve"
+    run_id: str
+    code_hash: str
+
+
+class Skip(_Event):
+    """The Skip button: do not run; the next human reply is feedback for the assistant."""
+
+    type: Literal["skip"] = "skip"
+    run_id: str
+
+
+class Stop(_Event):
+    """The Stop button, or "stop"/"exit" typed as a reply: end the conversation."""
+
+    type: Literal["stop"] = "stop"
+
+
+Event = Annotated[Start | HumanMessage | Approve | Skip | Stop, Field(discriminator="type")]
+EVENT_ADAPTER: TypeAdapter[Event] = TypeAdapter(Event)

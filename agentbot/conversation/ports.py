@@ -1,0 +1,86 @@
+"""The small Protocols the engine talks to; one adapter module per technology implements each."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Protocol
+
+from agentbot.conversation.code import Artifact, CodeBlock, CodeResult, InputFile
+from agentbot.conversation.events import Event, FileRef
+from agentbot.conversation.llm import ChatMessage, Completion
+from agentbot.conversation.posts import Post
+from agentbot.conversation.state import ConversationKey, ConversationState
+
+
+class LLM(Protocol):
+    """Chat completion with usage. Raises `LLMError` (with a `user_message`) when no model answers."""
+
+    def complete(self, messages: Sequence[ChatMessage]) -> Completion: ...
+
+
+class CodeExecutor(Protocol):
+    """Runs code blocks in a per-conversation workspace that persists across runs.
+
+    `workspace` is a conversation slug (letters, digits, `_`, `-`). Raises `SandboxError` only when
+    the code could not be run at all; failures and timeouts of the code are data in `CodeResult`.
+    """
+
+    def run(self, workspace: str, blocks: Sequence[CodeBlock]) -> CodeResult: ...
+
+    def put_files(self, workspace: str, files: Sequence[InputFile]) -> None: ...
+
+    def remove_workspace(self, workspace: str) -> None: ...
+
+
+class ChatPlatform(Protocol):
+    """Shows posts in a conversation's thread. Raises `PlatformError` when the platform refuses."""
+
+    def post(self, key: ConversationKey, post: Post, *, effect_id: str) -> str:
+        """Show `post`; return the platform's id of the new message ("" if it has none).
+
+        `effect_id` is unique per post; a platform that can find an earlier post by it should do so
+        in `find_posted`, so that a post interrupted by a crash is not shown twice.
+        """
+        ...
+
+    def find_posted(self, key: ConversationKey, effect_id: str) -> str | None:
+        """The message id of a post made earlier with `effect_id`, or None if there is none."""
+        ...
+
+    def update(self, key: ConversationKey, message_id: str, post: Post) -> None: ...
+
+    def upload(self, key: ConversationKey, artifacts: Sequence[Artifact]) -> None: ...
+
+    def download(self, file: FileRef) -> bytes:
+        """The bytes of a file a person shared (raises `PlatformError` above the size cap)."""
+        ...
+
+    def set_status(self, key: ConversationKey, text: str) -> None:
+        """Show (or clear, with "") what the agents are doing right now; best effort."""
+        ...
+
+
+class ConversationStore(Protocol):
+    """Conversation state, inbound events and run artifacts, keyed by conversation."""
+
+    def load(self, key: ConversationKey) -> ConversationState | None: ...
+
+    def save(self, state: ConversationState) -> ConversationState:
+        """Store `state` as the next version; raises `StoreError` if someone else saved meanwhile."""
+        ...
+
+    def append_event(self, key: ConversationKey, event: Event) -> str:
+        """Add an event to the conversation's inbox; returns its id (ids sort in arrival order)."""
+        ...
+
+    def events_after(self, key: ConversationKey, event_id: str) -> list[tuple[str, Event]]: ...
+
+    def put_artifacts(self, run_id: str, artifacts: Sequence[Artifact]) -> None: ...
+
+    def get_artifacts(self, run_id: str) -> list[Artifact]: ...
+
+
+class JobQueue(Protocol):
+    """Runs `agentbot.jobs.step` for a conversation soon, never two at once for one conversation."""
+
+    def enqueue_step(self, key: ConversationKey) -> None: ...

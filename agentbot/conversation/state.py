@@ -1,0 +1,179 @@
+"""The stored state of one conversation: transcript, phase, pending run, counters, usage, outbox."""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+from enum import StrEnum
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from agentbot.conversation.code import CodeBlock
+from agentbot.conversation.events import FileRef
+from agentbot.conversation.posts import Post
+
+_UNSAFE = re.compile(r"[^A-Za-z0-9_-]")
+
+
+class ConversationKey(BaseModel):
+    """Where a conversation lives: one thread of one channel of one workspace."""
+
+    model_config = ConfigDict(frozen=True)
+
+    team_id: str
+    channel_id: str
+    thread_ts: str
+
+    @property
+    def id(self) -> str:
+        """Readable and unique: used in Redis keys and logs."""
+        return f"{self.team_id}:{self.channel_id}:{self.thread_ts}"
+
+    @property
+    def slug(self) -> str:
+        """Only letters, digits, `_` and `-`: safe for RQ job ids, Docker names and file names."""
+        return "-".join(_UNSAFE.sub("_", part) for part in (self.team_id, self.channel_id, self.thread_ts))
+
+
+class HumanInputMode(StrEnum):
+    """AutoGen 0.2's `human_input_mode`, with the same meaning."""
+
+    ALWAYS = "ALWAYS"
+    TERMINATE = "TERMINATE"
+    NEVER = "NEVER"
+
+
+class CodeApproval(StrEnum):
+    """Whether a person must approve each code run."""
+
+    ALWAYS = "always"
+    NEVER = "never"
+
+
+class Policy(BaseModel):
+    """The rules of one conversation, fixed when it starts (from settings or the team)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    human_input_mode: HumanInputMode = HumanInputMode.TERMINATE
+    code_approval: CodeApproval = CodeApproval.ALWAYS
+    max_consecutive_auto_reply: int = 10
+    max_turns: int | None = None
+    approval_ttl_seconds: int = 3600
+    approvers: tuple[str, ...] = ()
+    assistant_name: str = "assistant"
+    proxy_name: str = "user_proxy"
+    system_message: str = ""
+    max_cost_usd: float | None = None
+
+    @property
+    def needs_approval(self) -> bool:
+        return self.code_approval is CodeApproval.ALWAYS or self.human_input_mode is HumanInputMode.ALWAYS
+
+
+class Phase(StrEnum):
+    """What the conversation needs next."""
+
+    THINKING = "thinking"  # an LLM reply
+    AWAITING_APPROVAL = "awaiting_approval"  # a person to click Run / Skip / Stop
+    RUNNING = "running"  # an approved code run
+    IMPORTING = "importing"  # shared files to be copied into the workspace
+    AWAITING_HUMAN = "awaiting_human"  # a person to reply
+    FINISHED = "finished"  # nothing, until someone mentions the bot again
+
+
+class Message(BaseModel):
+    """One transcript entry, with its speaker (agent name, or a person's name)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    speaker: str
+    role: Literal["assistant", "user"]
+    content: str
+    kind: Literal["agent", "human", "execution", "auto", "context"] = "agent"
+    author_id: str | None = None
+
+
+RunStatus = Literal["awaiting_approval", "approved", "running", "done", "skipped", "cancelled", "expired"]
+
+
+class PendingRun(BaseModel):
+    """A code run the assistant proposed: checked server-side against every click."""
+
+    model_config = ConfigDict(frozen=True)
+
+    run_id: str
+    blocks: tuple[CodeBlock, ...]
+    code_hash: str
+    requested_by: str
+    approvers: tuple[str, ...]
+    created_at: datetime
+    expires_at: datetime
+    status: RunStatus = "awaiting_approval"
+    decided_by: str | None = None
+
+
+class ModelUsage(BaseModel):
+    """Tokens and cost spent on one model, like the usage in AutoGen's `ChatResult.cost`."""
+
+    model_config = ConfigDict(frozen=True)
+
+    calls: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cost_usd: float = 0.0
+
+
+class OutboxItem(BaseModel):
+    """A post the engine decided on; delivered (and marked sent) by the driver, exactly once."""
+
+    model_config = ConfigDict(frozen=True)
+
+    item_id: int
+    post: Post
+    ref: str | None = None  # a name to remember the platform's message id under (e.g. "card:<run>")
+    update_ref: str | None = None  # update that earlier message instead of posting a new one
+    status: Literal["pending", "sending"] = "pending"
+
+
+class ConversationState(BaseModel):
+    """Everything about one conversation; stored as JSON under its key between steps."""
+
+    model_config = ConfigDict(frozen=True)
+
+    key: ConversationKey
+    version: int = 0
+    created_at: datetime
+    updated_at: datetime
+    starter_id: str
+    policy: Policy
+    phase: Phase = Phase.THINKING
+    transcript: tuple[Message, ...] = ()
+    run: PendingRun | None = None
+    run_seq: int = 0
+    auto_replies: int = 0
+    turns: int = 0
+    usage: dict[str, ModelUsage] = Field(default_factory=dict)
+    pending_files: tuple[FileRef, ...] = ()
+    workspace_files: tuple[str, ...] = ()
+    last_event_id: str = "0-0"
+    outbox: tuple[OutboxItem, ...] = ()
+    next_item_id: int = 1
+    message_refs: dict[str, str] = Field(default_factory=dict)
+
+    @property
+    def total_cost_usd(self) -> float:
+        return sum(u.cost_usd for u in self.usage.values())
+
+    @property
+    def total_tokens(self) -> int:
+        return sum(u.prompt_tokens + u.completion_tokens for u in self.usage.values())
+
+    @property
+    def summary(self) -> str:
+        """AutoGen's default `summary_method="last_msg"`: the last agent message, TERMINATE stripped."""
+        for message in reversed(self.transcript):
+            if message.kind == "agent":
+                return message.content.rstrip().removesuffix("TERMINATE").rstrip()
+        return ""
