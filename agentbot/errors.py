@@ -16,10 +16,12 @@ class AgentbotError(Exception):
 
     user_message: str = "Something went wrong inside agentbot."
 
-    def __init__(self, message: str, *, user_message: str | None = None) -> None:
+    def __init__(self, message: str, *, user_message: str | None = None, retryable: bool = False) -> None:
         super().__init__(message)
         if user_message is not None:
             self.user_message = user_message
+        # True when the same call may succeed later (rate limit, 5xx, connection): the job is retried.
+        self.retryable = retryable
 
 
 class ConfigError(AgentbotError):

@@ -8,6 +8,7 @@ from typing import Annotated, Literal
 from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from agentbot.conversation.prompts import DEFAULT_SYSTEM_MESSAGE
 from agentbot.conversation.state import CodeApproval, HumanInputMode, Policy
 from agentbot.errors import ConfigError
 
@@ -92,8 +93,6 @@ class Settings(BaseSettings):
 
     def policy(self) -> Policy:
         """The conversation rules these settings give (a team definition may override them)."""
-        from agentbot.conversation.prompts import DEFAULT_SYSTEM_MESSAGE
-
         return Policy(
             human_input_mode=self.human_input_mode,
             code_approval=self.code_approval,

@@ -1,0 +1,142 @@
+"""`agentbot chat`: the same engine and jobs, with the terminal standing in for the Slack thread."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TextIO
+
+from agentbot import runtime
+from agentbot.conversation.code import Artifact
+from agentbot.conversation.driver import submit
+from agentbot.conversation.events import Approve, Event, FileRef, HumanMessage, Skip, Start, Stop
+from agentbot.conversation.posts import Post
+from agentbot.conversation.state import ConversationKey, ConversationState, Phase
+from agentbot.errors import PlatformError
+from agentbot.settings import Settings
+from agentbot.workers import start_thread_worker
+
+USER_ID = "console-user"
+_RULE = "-" * 80
+_WAITING = {Phase.AWAITING_APPROVAL, Phase.AWAITING_HUMAN, Phase.FINISHED}
+
+
+class ConsolePlatform:
+    """The `ChatPlatform` of a terminal: prints posts, saves uploaded files under `output_dir`."""
+
+    def __init__(self, out: TextIO, output_dir: Path) -> None:
+        self._out = out
+        self._output_dir = output_dir
+        self._posted: dict[str, str] = {}
+
+    def post(self, key: ConversationKey, post: Post, *, effect_id: str) -> str:
+        self._print(render(post))
+        self._posted[effect_id] = f"c{len(self._posted) + 1}"
+        return self._posted[effect_id]
+
+    def find_posted(self, key: ConversationKey, effect_id: str) -> str | None:
+        return self._posted.get(effect_id)
+
+    def update(self, key: ConversationKey, message_id: str, post: Post) -> None:
+        if post.kind == "approval" and post.decision is not None:
+            self._print(f"[run {post.run_id}: {post.decision.outcome}]")
+
+    def upload(self, key: ConversationKey, artifacts: Sequence[Artifact]) -> None:
+        self._output_dir.mkdir(parents=True, exist_ok=True)
+        for artifact in artifacts:
+            path = self._output_dir / Path(artifact.name).name
+            path.write_bytes(artifact.content)
+            self._print(f"[file saved: {path} ({artifact.size} bytes)]")
+
+    def download(self, file: FileRef) -> bytes:
+        raise PlatformError(
+            f"console cannot download {file.url}", user_message="the console shares no files."
+        )
+
+    def set_status(self, key: ConversationKey, text: str) -> None:
+        """The console shows no transient status."""
+
+    def _print(self, text: str) -> None:
+        print(text, file=self._out, flush=True)
+
+
+def render(post: Post) -> str:
+    """A post as AutoGen's console prints the same moment."""
+    if post.kind == "agent":
+        return f"{post.speaker} (to user_proxy):\n\n{post.text}\n\n{_RULE}"
+    if post.kind == "approval":
+        code = "\n\n".join(f"```{b.language}\n{b.code}\n```" for b in post.blocks)
+        return f">>>>>>>> PROPOSED CODE (run {post.run_id}):\n{code}"
+    if post.kind == "result":
+        outcome = "execution succeeded" if post.exit_code == 0 else "execution failed"
+        result = f"exitcode: {post.exit_code} ({outcome})\nCode output: {post.output}"
+        return f">>>>>>>> EXECUTED CODE\n{result}\n{_RULE}"
+    if post.kind in ("notice", "ephemeral"):
+        return "[agentbot] " + post.text.replace(f"<@{USER_ID}>", "you")
+    return ""
+
+
+def chat(settings: Settings, task: str, *, stdin: TextIO, stdout: TextIO, poll: float = 0.02) -> int:
+    """Run one conversation in the terminal until it finishes or input ends; returns an exit code."""
+    platform = ConsolePlatform(stdout, Path("agentbot-output"))
+    rt = runtime.build(settings, platform=platform, queue_name=f"agentbot-console-{os.getpid()}")
+    runtime.install(rt)
+    if rt.embedded:
+        print("[agentbot] state is in memory only (no REDIS_URL): it ends with this process.", file=stdout)
+    rt.ports()  # fail now, with one clear line, if the LLM or executor is misconfigured
+    start_thread_worker(rt)
+    key = ConversationKey(team_id="console", channel_id="local", thread_ts=f"{time.time():.6f}")
+    event: Event | None = Start(event_id="e0", user_id=USER_ID, user_name="you", text=task)
+    turn = 0
+    while event is not None:
+        submit(rt.store, rt.queue, key, event)
+        state = _wait_idle(rt, key, poll)
+        if state.phase is Phase.FINISHED:
+            return 0
+        turn += 1
+        event = _ask(state, stdin, stdout, f"e{turn}")
+    submit(rt.store, rt.queue, key, Stop(event_id="eof", user_id=USER_ID))
+    _wait_idle(rt, key, poll)
+    return 0
+
+
+def _wait_idle(rt: runtime.Runtime, key: ConversationKey, poll: float) -> ConversationState:
+    while True:
+        state = rt.store.load(key)
+        if state is not None and _idle(rt, state):
+            return state
+        time.sleep(poll)
+
+
+def _idle(rt: runtime.Runtime, state: ConversationState) -> bool:
+    return (
+        state.phase in _WAITING
+        and not state.outbox
+        and not rt.store.events_after(state.key, state.last_event_id)
+    )
+
+
+def _ask(state: ConversationState, stdin: TextIO, stdout: TextIO, event_id: str) -> Event | None:
+    if state.phase is Phase.AWAITING_APPROVAL and state.run is not None:
+        prompt = "Run this code? Enter/y = run, n = skip, exit = end, or type feedback: "
+    else:
+        prompt = "Reply to the assistant (Enter or exit = end): "
+    print(prompt, end="", file=stdout, flush=True)
+    line = stdin.readline()
+    if not line:
+        return None
+    return _event_for(state, line.strip(), event_id)
+
+
+def _event_for(state: ConversationState, answer: str, event_id: str) -> Event:
+    run = state.run
+    if state.phase is Phase.AWAITING_APPROVAL and run is not None:
+        if answer.lower() in ("", "y", "yes", "run"):
+            return Approve(event_id=event_id, user_id=USER_ID, run_id=run.run_id, code_hash=run.code_hash)
+        if answer.lower() in ("n", "no", "skip"):
+            return Skip(event_id=event_id, user_id=USER_ID, run_id=run.run_id)
+    if not answer:
+        return Stop(event_id=event_id, user_id=USER_ID)  # AutoGen: an empty reply at the end exits
+    return HumanMessage(event_id=event_id, user_id=USER_ID, user_name="you", text=answer)

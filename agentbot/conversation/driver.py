@@ -1,0 +1,187 @@
+"""Drives one conversation step: apply new events, deliver posts, perform one outside action, save.
+
+A step never waits for a person. It ends when the conversation needs a human (or nothing); when it
+needs another LLM reply or run, it enqueues the next step instead of looping, so long automatic
+chains don't hold a worker and other conversations get their turn.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from agentbot.conversation import engine
+from agentbot.conversation.code import InputFile
+from agentbot.conversation.events import Event
+from agentbot.conversation.ports import LLM, ChatPlatform, CodeExecutor, ConversationStore, JobQueue
+from agentbot.conversation.state import ConversationKey, ConversationState, OutboxItem, Phase, Policy
+from agentbot.errors import LLMError, PlatformError, SandboxError
+
+logger = logging.getLogger(__name__)
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass(frozen=True)
+class Ports:
+    """What a step needs from the outside world."""
+
+    store: ConversationStore
+    llm: LLM
+    executor: CodeExecutor
+    platform: ChatPlatform
+    queue: JobQueue
+    policy: Policy
+    clock: Callable[[], datetime] = utcnow
+
+
+def submit(store: ConversationStore, queue: JobQueue, key: ConversationKey, event: Event) -> str:
+    """Record `event` in the conversation's inbox, then enqueue a step: the event is never lost."""
+    event_id = store.append_event(key, event)
+    queue.enqueue_step(key)
+    return event_id
+
+
+def step(ports: Ports, key: ConversationKey) -> ConversationState | None:
+    """Advance the conversation by at most one outside action; returns the saved state."""
+    state = _apply_inbox(ports, key)
+    if state is None:
+        return None
+    state = _recover(ports, state)
+    state = deliver(ports, state)
+    action = engine.next_action(state)
+    if isinstance(action, engine.Wait):
+        return state
+    state = _perform(ports, state, action)
+    state = deliver(ports, state)
+    if not isinstance(engine.next_action(state), engine.Wait):
+        ports.queue.enqueue_step(key)
+    return state
+
+
+def fail(ports: Ports, key: ConversationKey, text: str) -> None:
+    """The step failed unexpectedly: tell the thread in words and hand the turn to the humans."""
+    state = ports.store.load(key)
+    if state is None or state.phase is Phase.FINISHED:
+        return
+    state = ports.store.save(engine.on_failure(state, text))
+    deliver(ports, state)
+
+
+def _apply_inbox(ports: Ports, key: ConversationKey) -> ConversationState | None:
+    state = ports.store.load(key)
+    events = ports.store.events_after(key, state.last_event_id if state else "0-0")
+    if not events:
+        return state
+    now = ports.clock()
+    for event_id, event in events:
+        state = engine.apply(state, key, event, ports.policy, now)
+        if state is not None:
+            state = state.model_copy(update={"last_event_id": event_id})
+    return ports.store.save(state) if state is not None else None
+
+
+def _recover(ports: Ports, state: ConversationState) -> ConversationState:
+    """A run marked 'running' at the start of a step was cut off by a dead worker: never re-run it."""
+    if state.phase is Phase.RUNNING and state.run is not None and state.run.status == "running":
+        logger.warning("conversation %s: run %s was interrupted", state.key.id, state.run.run_id)
+        return ports.store.save(engine.on_run_interrupted(state, ports.clock()))
+    return state
+
+
+def _perform(ports: Ports, state: ConversationState, action: engine.Action) -> ConversationState:
+    if isinstance(action, engine.CallLLM):
+        return _call_llm(ports, state, action)
+    if isinstance(action, engine.RunCode):
+        return _run_code(ports, state, action)
+    if isinstance(action, engine.ImportFiles):
+        return _import_files(ports, state, action)
+    return state
+
+
+def _call_llm(ports: Ports, state: ConversationState, action: engine.CallLLM) -> ConversationState:
+    ports.platform.set_status(state.key, f"{state.policy.assistant_name} is thinking…")
+    try:
+        completion = ports.llm.complete(action.messages)
+    except LLMError as exc:
+        logger.warning("conversation %s: LLM failed: %s", state.key.id, exc)
+        state = engine.on_llm_error(state, exc.user_message)
+    else:
+        state = engine.on_reply(state, completion, ports.clock())
+    ports.platform.set_status(state.key, "")
+    return ports.store.save(state)
+
+
+def _run_code(ports: Ports, state: ConversationState, action: engine.RunCode) -> ConversationState:
+    state = ports.store.save(engine.on_run_started(state))
+    ports.platform.set_status(state.key, "is running the code…")
+    try:
+        result = ports.executor.run(state.key.slug, action.run.blocks)
+    except SandboxError as exc:
+        logger.warning("conversation %s: sandbox failed: %s", state.key.id, exc)
+        state = engine.on_sandbox_error(state, exc.user_message, ports.clock())
+    else:
+        if result.artifacts:
+            ports.store.put_artifacts(f"{state.key.slug}-{action.run.run_id}", result.artifacts)
+        state = engine.on_run_result(state, result, ports.clock())
+    ports.platform.set_status(state.key, "")
+    return ports.store.save(state)
+
+
+def _import_files(ports: Ports, state: ConversationState, action: engine.ImportFiles) -> ConversationState:
+    files: list[InputFile] = []
+    problems: list[str] = []
+    for ref in action.files:
+        try:
+            files.append(InputFile(name=ref.name, content=ports.platform.download(ref)))
+        except PlatformError as exc:
+            problems.append(f"Could not load {ref.name}: {exc.user_message}")
+    try:
+        ports.executor.put_files(state.key.slug, files)
+    except SandboxError as exc:
+        problems.append(f"Could not copy the shared files into the workspace: {exc.user_message}")
+        files = []
+    names = tuple(file.name for file in files)
+    return ports.store.save(engine.on_files_imported(state, names, tuple(problems)))
+
+
+def deliver(ports: Ports, state: ConversationState) -> ConversationState:
+    """Show every pending post exactly once, saving after each (so a crash repeats none)."""
+    for item in state.outbox:
+        effect_id = f"{state.key.slug}-{item.item_id}"
+        message_id = _find_earlier(ports, state, item, effect_id)
+        if message_id is None:
+            state = ports.store.save(engine.mark_sending(state, item))
+            message_id = _send(ports, state, item, effect_id)
+        state = ports.store.save(engine.mark_sent(state, item, message_id))
+    return state
+
+
+def _find_earlier(ports: Ports, state: ConversationState, item: OutboxItem, effect_id: str) -> str | None:
+    if item.status != "sending" or item.update_ref is not None:
+        return None
+    return ports.platform.find_posted(state.key, effect_id)
+
+
+def _send(ports: Ports, state: ConversationState, item: OutboxItem, effect_id: str) -> str:
+    post = item.post
+    try:
+        if post.kind == "upload":
+            artifacts = ports.store.get_artifacts(f"{state.key.slug}-{post.run_id}")
+            ports.platform.upload(state.key, artifacts)
+            return ""
+        if item.update_ref is not None:
+            message_id = state.message_refs.get(item.update_ref)
+            if message_id:
+                ports.platform.update(state.key, message_id, post)
+            return ""
+        return ports.platform.post(state.key, post, effect_id=effect_id)
+    except PlatformError as exc:
+        if exc.retryable:
+            raise  # the job is retried later; the item stays in the outbox
+        logger.error("conversation %s: dropped post %s: %s", state.key.id, effect_id, exc)
+        return ""

@@ -1,0 +1,484 @@
+"""AutoGen 0.2's assistant + user-proxy conversation as a pure state machine: events in, state out.
+
+Nothing here does I/O. The driver (`driver.py`) asks `next_action` what the conversation needs, performs
+it through the ports, and feeds the outcome back with `on_reply`, `on_run_result` and friends. Every
+post the engine wants shown goes into the state's outbox, so a crash can never lose or repeat one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from agentbot.conversation.code import CodeBlock, CodeResult
+from agentbot.conversation.codeblocks import extract_code_blocks, is_termination
+from agentbot.conversation.events import Approve, Event, FileRef, HumanMessage, Skip, Start, Stop
+from agentbot.conversation.llm import ChatMessage, Completion
+from agentbot.conversation.posts import (
+    AgentPost,
+    ApprovalPost,
+    Decision,
+    EphemeralPost,
+    NoticePost,
+    Post,
+    ResultPost,
+    UploadPost,
+)
+from agentbot.conversation.prompts import DEFAULT_AUTO_REPLY, execution_message
+from agentbot.conversation.state import (
+    ConversationKey,
+    ConversationState,
+    HumanInputMode,
+    Message,
+    ModelUsage,
+    OutboxItem,
+    PendingRun,
+    Phase,
+    Policy,
+    RunStatus,
+)
+
+_STOP_WORDS = {"stop", "exit", "quit"}
+_RUN_STATUS: dict[str, RunStatus] = {
+    "approved": "approved",
+    "skipped": "skipped",
+    "stopped": "cancelled",
+    "expired": "expired",
+    "superseded": "cancelled",
+}
+_NAME = re.compile(r"[^A-Za-z0-9_-]")
+
+
+@dataclass(frozen=True)
+class CallLLM:
+    """Ask the model for the assistant's next message."""
+
+    messages: tuple[ChatMessage, ...]
+
+
+@dataclass(frozen=True)
+class RunCode:
+    """Run the approved code of `run`."""
+
+    run: PendingRun
+
+
+@dataclass(frozen=True)
+class ImportFiles:
+    """Copy files people shared into the workspace."""
+
+    files: tuple[FileRef, ...]
+
+
+@dataclass(frozen=True)
+class Wait:
+    """Nothing to do until a person acts."""
+
+
+Action = CallLLM | RunCode | ImportFiles | Wait
+
+
+# ---------------------------------------------------------------- events from people
+
+
+def apply(
+    state: ConversationState | None, key: ConversationKey, event: Event, policy: Policy, now: datetime
+) -> ConversationState | None:
+    """The conversation after `event`; None while there is no conversation and the event starts none."""
+    if state is None:
+        return _start(key, event, policy, now) if isinstance(event, Start) else None
+    if isinstance(event, Start | HumanMessage):
+        return _human_message(state, event, now)
+    if isinstance(event, Approve):
+        return _approve(state, event, now)
+    if isinstance(event, Skip):
+        return _skip(state, event, now)
+    return _stop(state, event, now)
+
+
+def _start(key: ConversationKey, event: Start, policy: Policy, now: datetime) -> ConversationState:
+    context = tuple(
+        Message(speaker=prior.author, role="user", content=prior.text, kind="context")
+        for prior in event.context
+    )
+    approvers = tuple(dict.fromkeys((event.user_id, *policy.approvers)))
+    state = ConversationState(
+        key=key,
+        created_at=now,
+        updated_at=now,
+        starter_id=event.user_id,
+        policy=policy.model_copy(update={"approvers": approvers}),
+        transcript=context,
+    )
+    return _human_message(state, event, now)
+
+
+def _human_message(state: ConversationState, event: Start | HumanMessage, now: datetime) -> ConversationState:
+    if event.text.strip().lower() in _STOP_WORDS:
+        return _stop(state, Stop(event_id=event.event_id, user_id=event.user_id), now)
+    if state.phase is Phase.FINISHED and not isinstance(event, Start):
+        return state  # a finished conversation re-opens only when the bot is mentioned again
+    if state.phase is Phase.AWAITING_APPROVAL and state.run is not None:
+        state = _decide(state, "skipped", event.user_id, now)  # a reply instead of Run is feedback
+    message = Message(
+        speaker=event.user_name or event.user_id,
+        role="user",
+        content=event.text,
+        kind="human",
+        author_id=event.user_id,
+    )
+    state = state.model_copy(
+        update={
+            "transcript": (*state.transcript, message),
+            "auto_replies": 0,
+            "turns": 0,
+            "pending_files": (*state.pending_files, *event.files),
+        }
+    )
+    if state.phase is Phase.RUNNING:
+        return state  # the approved run goes first; the model sees this message with its result
+    return _to(state, Phase.IMPORTING if state.pending_files else Phase.THINKING)
+
+
+def _approve(state: ConversationState, event: Approve, now: datetime) -> ConversationState:
+    refusal = _refuse_click(state, event.user_id, event.run_id)
+    if refusal is None and state.run is not None and event.code_hash != state.run.code_hash:
+        refusal = "This card does not match the proposed code, so nothing was run."
+    if refusal is not None:
+        return _emit(state, EphemeralPost(user_id=event.user_id, text=refusal))
+    assert state.run is not None  # _refuse_click checked it
+    if now >= state.run.expires_at:
+        event_blocks = state.run.blocks
+        state = _decide(state, "expired", None, now)
+        state = _emit(
+            state, NoticePost(text="That approval had expired, so here is the code again.", level="warning")
+        )
+        return _propose_run(state, event_blocks, now)
+    state = _decide(state, "approved", event.user_id, now)
+    return _to(state, Phase.RUNNING)
+
+
+def _skip(state: ConversationState, event: Skip, now: datetime) -> ConversationState:
+    refusal = _refuse_click(state, event.user_id, event.run_id)
+    if refusal is not None:
+        return _emit(state, EphemeralPost(user_id=event.user_id, text=refusal))
+    state = _decide(state, "skipped", event.user_id, now)
+    return _to(state, Phase.AWAITING_HUMAN)
+
+
+def _stop(state: ConversationState, event: Stop, now: datetime) -> ConversationState:
+    if state.phase is Phase.FINISHED:
+        return state
+    if event.user_id not in state.policy.approvers:
+        return _emit(state, EphemeralPost(user_id=event.user_id, text=_only_approvers(state, "stop")))
+    if state.run is not None and state.run.status == "awaiting_approval":
+        state = _decide(state, "stopped", event.user_id, now)
+    return _finish(state, f"Stopped by <@{event.user_id}>.")
+
+
+def _refuse_click(state: ConversationState, user_id: str, run_id: str) -> str | None:
+    run = state.run
+    if run is None or run.run_id != run_id or run.status != "awaiting_approval":
+        return "This card is no longer current, so nothing was run."
+    if user_id not in run.approvers:
+        return _only_approvers(state, "approve or skip")
+    return None
+
+
+def _only_approvers(state: ConversationState, verb: str) -> str:
+    names = ", ".join(f"<@{user}>" for user in state.policy.approvers)
+    return f"Only {names} can {verb} runs in this conversation."
+
+
+# ---------------------------------------------------------------- what to do next
+
+
+def next_action(state: ConversationState) -> Action:
+    """What the conversation needs from outside now."""
+    if state.phase is Phase.THINKING:
+        return CallLLM(messages=llm_messages(state))
+    if state.phase is Phase.RUNNING and state.run is not None and state.run.status == "approved":
+        return RunCode(run=state.run)
+    if state.phase is Phase.IMPORTING:
+        return ImportFiles(files=state.pending_files)
+    return Wait()
+
+
+def llm_messages(state: ConversationState) -> tuple[ChatMessage, ...]:
+    """The system message and transcript as Chat Completions messages, speakers named."""
+    system = ChatMessage(role="system", content=state.policy.system_message)
+    return (system, *(_chat_message(state, message) for message in state.transcript))
+
+
+def _chat_message(state: ConversationState, message: Message) -> ChatMessage:
+    if message.role == "assistant":
+        return ChatMessage(role="assistant", content=message.content, name=_safe_name(message.speaker))
+    return ChatMessage(role="user", content=message.content, name=_safe_name(message.speaker))
+
+
+def _safe_name(speaker: str) -> str:
+    return _NAME.sub("_", speaker)[:64] or "user"
+
+
+# ---------------------------------------------------------------- outcomes of actions
+
+
+def on_reply(state: ConversationState, completion: Completion, now: datetime) -> ConversationState:
+    """The assistant spoke: post it, then run, ask for approval, hand over to humans, or finish."""
+    policy = state.policy
+    message = Message(speaker=policy.assistant_name, role="assistant", content=completion.content)
+    state = _add_usage(state, completion).model_copy(
+        update={"transcript": (*state.transcript, message), "turns": state.turns + 1}
+    )
+    state = _emit(state, AgentPost(speaker=policy.assistant_name, text=completion.content))
+    if policy.max_cost_usd is not None and state.total_cost_usd >= policy.max_cost_usd:
+        return _finish(state, f"The cost budget of ${policy.max_cost_usd:.2f} is spent.")
+    if is_termination(completion.content):
+        return _terminated(state)
+    if policy.max_turns is not None and state.turns >= policy.max_turns:
+        return _hand_over(state, f"Reached max_turns ({policy.max_turns}).")
+    blocks = extract_code_blocks(completion.content)
+    if blocks:
+        return _code_proposed(state, tuple(blocks), now)
+    return _no_code(state)
+
+
+def _terminated(state: ConversationState) -> ConversationState:
+    if state.policy.human_input_mode is HumanInputMode.NEVER:
+        return _finish(state, "The assistant finished the task.")
+    text = "The assistant says the task is done. Reply in the thread to continue, or press Stop."
+    return _to(_emit(state, NoticePost(text=text)), Phase.AWAITING_HUMAN)
+
+
+def _code_proposed(
+    state: ConversationState, blocks: tuple[CodeBlock, ...], now: datetime
+) -> ConversationState:
+    policy = state.policy
+    if policy.needs_approval:
+        return _propose_run(state, blocks, now)
+    if state.auto_replies >= policy.max_consecutive_auto_reply:
+        if policy.human_input_mode is HumanInputMode.NEVER:
+            return _finish(state, _limit_text(policy))
+        return _propose_run(state, blocks, now)  # past the limit, a person decides
+    run = _new_run(state, blocks, now).model_copy(update={"status": "approved"})
+    return _to(state.model_copy(update={"run": run, "run_seq": state.run_seq + 1}), Phase.RUNNING)
+
+
+def _no_code(state: ConversationState) -> ConversationState:
+    policy = state.policy
+    if policy.human_input_mode is not HumanInputMode.NEVER:
+        return _to(state, Phase.AWAITING_HUMAN)  # the assistant asked something: the humans answer
+    if state.auto_replies >= policy.max_consecutive_auto_reply:
+        return _finish(state, _limit_text(policy))
+    auto = Message(speaker=policy.proxy_name, role="user", content=DEFAULT_AUTO_REPLY, kind="auto")
+    state = state.model_copy(
+        update={"transcript": (*state.transcript, auto), "auto_replies": state.auto_replies + 1}
+    )
+    return _to(state, Phase.THINKING)
+
+
+def on_llm_error(state: ConversationState, reason: str) -> ConversationState:
+    """No model answered: say so in the thread and let the humans retry by replying."""
+    text = f"The assistant could not answer: {reason} Reply in the thread to try again."
+    return _to(_emit(state, NoticePost(text=text, level="error")), Phase.AWAITING_HUMAN)
+
+
+def on_run_started(state: ConversationState) -> ConversationState:
+    """Mark the run as started *before* it starts, so a crash mid-run is never taken for 'not run yet'."""
+    assert state.run is not None
+    return state.model_copy(update={"run": state.run.model_copy(update={"status": "running"})})
+
+
+def on_run_result(state: ConversationState, result: CodeResult, now: datetime) -> ConversationState:
+    """The code ran: show the result, feed it back to the assistant unless a limit says otherwise."""
+    run = state.run
+    assert run is not None
+    policy = state.policy
+    names = tuple(artifact.name for artifact in result.artifacts)
+    message = Message(
+        speaker=policy.proxy_name, role="user", content=execution_message(result), kind="execution"
+    )
+    state = state.model_copy(
+        update={"run": run.model_copy(update={"status": "done"}), "transcript": (*state.transcript, message)}
+    )
+    state = _emit(state, _result_post(run.run_id, result, names))
+    if names:
+        state = _emit(state, UploadPost(run_id=run.run_id, names=names))
+    if state.auto_replies >= policy.max_consecutive_auto_reply:
+        if policy.human_input_mode is HumanInputMode.NEVER:
+            return _finish(state, _limit_text(policy))
+        return _hand_over(state, _limit_text(policy))
+    return _to(state.model_copy(update={"auto_replies": state.auto_replies + 1}), Phase.THINKING)
+
+
+def _result_post(run_id: str, result: CodeResult, names: tuple[str, ...]) -> ResultPost:
+    return ResultPost(
+        run_id=run_id,
+        exit_code=result.exit_code,
+        output=result.output,
+        timed_out=result.timed_out,
+        output_truncated=result.output_truncated,
+        artifact_names=names,
+    )
+
+
+def on_run_interrupted(state: ConversationState, now: datetime) -> ConversationState:
+    """A run was started but its worker died: never run it again on our own; ask a person."""
+    assert state.run is not None
+    text = "The last run was interrupted before it finished (its worker stopped), so it was not repeated."
+    blocks = state.run.blocks
+    state = _emit(state, NoticePost(text=text, level="warning"))
+    return _propose_run(state, blocks, now)
+
+
+def on_sandbox_error(state: ConversationState, reason: str, now: datetime) -> ConversationState:
+    """The sandbox could not run the code at all: say why and offer the same code again."""
+    assert state.run is not None
+    text = f"The code could not be run: {reason} Press Run again once that is fixed."
+    blocks = state.run.blocks
+    state = _emit(state, NoticePost(text=text, level="error"))
+    return _propose_run(state, blocks, now)
+
+
+def on_files_imported(
+    state: ConversationState, names: tuple[str, ...], problems: tuple[str, ...]
+) -> ConversationState:
+    """Shared files are in the workspace: tell the assistant their names (and the people any problem)."""
+    for problem in problems:
+        state = _emit(state, NoticePost(text=problem, level="warning"))
+    note = "Files shared in the thread are in the working directory: " + ", ".join(names)
+    if names:
+        message = Message(speaker=state.policy.proxy_name, role="user", content=note, kind="auto")
+        state = state.model_copy(update={"transcript": (*state.transcript, message)})
+    state = state.model_copy(
+        update={
+            "pending_files": (),
+            "workspace_files": tuple(dict.fromkeys((*state.workspace_files, *names))),
+        }
+    )
+    return _to(state, Phase.THINKING)
+
+
+def on_failure(state: ConversationState, text: str) -> ConversationState:
+    """Something unexpected failed in this step: tell the thread and hand the turn to the humans."""
+    return _to(_emit(state, NoticePost(text=text, level="error")), Phase.AWAITING_HUMAN)
+
+
+def mark_sent(state: ConversationState, item: OutboxItem, message_id: str) -> ConversationState:
+    """`item` is shown: drop it from the outbox and remember its message id under its ref."""
+    refs = dict(state.message_refs)
+    if item.ref and message_id:
+        refs[item.ref] = message_id
+    outbox = tuple(other for other in state.outbox if other.item_id != item.item_id)
+    return state.model_copy(update={"outbox": outbox, "message_refs": refs})
+
+
+def mark_sending(state: ConversationState, item: OutboxItem) -> ConversationState:
+    """`item` is about to be sent: if we crash now, the next step looks for it before re-sending."""
+    outbox = tuple(
+        other.model_copy(update={"status": "sending"}) if other.item_id == item.item_id else other
+        for other in state.outbox
+    )
+    return state.model_copy(update={"outbox": outbox})
+
+
+def usage_text(state: ConversationState) -> str:
+    """Tokens and cost per model, like AutoGen's `ChatResult.cost`."""
+    if not state.usage:
+        return "No model calls."
+    parts = [
+        f"{model}: {u.calls} calls, {u.prompt_tokens + u.completion_tokens} tokens, ${u.cost_usd:.4f}"
+        for model, u in sorted(state.usage.items())
+    ]
+    return "; ".join(parts) + f" (total ${state.total_cost_usd:.4f})"
+
+
+# ---------------------------------------------------------------- helpers
+
+
+def _propose_run(state: ConversationState, blocks: tuple[CodeBlock, ...], now: datetime) -> ConversationState:
+    run = _new_run(state, blocks, now)
+    state = state.model_copy(update={"run": run, "run_seq": state.run_seq + 1})
+    card = ApprovalPost(
+        run_id=run.run_id,
+        code_hash=run.code_hash,
+        blocks=run.blocks,
+        requested_by=state.starter_id,
+        approvers=run.approvers,
+        expires_at=run.expires_at,
+    )
+    return _to(_emit(state, card, ref=f"card:{run.run_id}"), Phase.AWAITING_APPROVAL)
+
+
+def _new_run(state: ConversationState, blocks: tuple[CodeBlock, ...], now: datetime) -> PendingRun:
+    return PendingRun(
+        run_id=f"r{state.run_seq + 1}",
+        blocks=blocks,
+        code_hash=code_hash(blocks),
+        requested_by=state.starter_id,
+        approvers=state.policy.approvers,
+        created_at=now,
+        expires_at=now + timedelta(seconds=state.policy.approval_ttl_seconds),
+    )
+
+
+def code_hash(blocks: tuple[CodeBlock, ...]) -> str:
+    """A short hash of the exact code: a click must name the code it approves."""
+    digest = hashlib.sha256()
+    for block in blocks:
+        digest.update(f"{block.language}\0{block.filename or ''}\0{block.code}\0".encode())
+    return digest.hexdigest()[:16]
+
+
+def _decide(state: ConversationState, outcome: str, user_id: str | None, now: datetime) -> ConversationState:
+    run = state.run
+    assert run is not None
+    decided = run.model_copy(update={"status": _RUN_STATUS[outcome], "decided_by": user_id})
+    card = ApprovalPost(
+        run_id=run.run_id,
+        code_hash=run.code_hash,
+        blocks=run.blocks,
+        requested_by=run.requested_by,
+        approvers=run.approvers,
+        expires_at=run.expires_at,
+        decision=Decision.model_validate({"outcome": outcome, "user_id": user_id, "at": now}),
+    )
+    return _emit(state.model_copy(update={"run": decided}), card, update_ref=f"card:{run.run_id}")
+
+
+def _hand_over(state: ConversationState, why: str) -> ConversationState:
+    text = f"{why} Reply in the thread to continue."
+    return _to(_emit(state, NoticePost(text=text)), Phase.AWAITING_HUMAN)
+
+
+def _finish(state: ConversationState, why: str) -> ConversationState:
+    text = f"{why} Conversation ended. {usage_text(state)}"
+    return _to(_emit(state, NoticePost(text=text)), Phase.FINISHED)
+
+
+def _limit_text(policy: Policy) -> str:
+    return f"Reached max_consecutive_auto_reply ({policy.max_consecutive_auto_reply})."
+
+
+def _add_usage(state: ConversationState, completion: Completion) -> ConversationState:
+    before = state.usage.get(completion.model, ModelUsage())
+    after = ModelUsage(
+        calls=before.calls + 1,
+        prompt_tokens=before.prompt_tokens + completion.prompt_tokens,
+        completion_tokens=before.completion_tokens + completion.completion_tokens,
+        cost_usd=before.cost_usd + completion.cost_usd,
+    )
+    return state.model_copy(update={"usage": {**state.usage, completion.model: after}})
+
+
+def _emit(
+    state: ConversationState, post: Post, *, ref: str | None = None, update_ref: str | None = None
+) -> ConversationState:
+    item = OutboxItem(item_id=state.next_item_id, post=post, ref=ref, update_ref=update_ref)
+    return state.model_copy(update={"outbox": (*state.outbox, item), "next_item_id": state.next_item_id + 1})
+
+
+def _to(state: ConversationState, phase: Phase) -> ConversationState:
+    return state.model_copy(update={"phase": phase})

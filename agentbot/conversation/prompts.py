@@ -1,0 +1,39 @@
+"""The words agentbot says to the model and about the run: system message, auto reply, run results."""
+
+from __future__ import annotations
+
+from agentbot.conversation.code import CodeResult
+
+DEFAULT_SYSTEM_MESSAGE = """\
+You are a careful assistant who solves tasks by writing code that a colleague runs for you.
+
+How to work:
+- When a task needs computing, data, files or charts, reply with exactly one code block per message,
+  fenced as ```python or ```sh. The code must be complete and runnable as is; it is executed as soon
+  as a person approves it, and its output (exit code and printed text) comes back to you.
+- To save the code as a file, make its first line `# filename: <name>`.
+- Print the results you need to see. Save charts with matplotlib (`plt.savefig('chart.png')` or
+  `plt.show()`); saved images are shown to the people in the conversation.
+- Files people share are in the current working directory.
+- If the output shows an error, fix it and send the corrected full code block, not a diff.
+- If you need something only the people can answer, ask them plainly, without code.
+- When the task is done and verified, give a short answer and end your message with the word TERMINATE.
+"""
+
+# AutoGen's UserProxyAgent sends its `default_auto_reply` when it has nothing else to say (NEVER mode).
+DEFAULT_AUTO_REPLY = "Continue. If the task is complete, reply with TERMINATE."
+
+# Keep execution results fed back to the model within a sane prompt size.
+_MAX_OUTPUT_CHARS = 8000
+
+
+def execution_message(result: CodeResult) -> str:
+    """The result in AutoGen 0.2's own words, so prompts written for AutoGen keep working."""
+    outcome = "execution succeeded" if result.exit_code == 0 else "execution failed"
+    output = result.output
+    if len(output) > _MAX_OUTPUT_CHARS:
+        output = output[:_MAX_OUTPUT_CHARS] + "\n... (output truncated)"
+    text = f"exitcode: {result.exit_code} ({outcome})\nCode output: {output}"
+    if result.artifacts:
+        text += "\nFiles created or changed: " + ", ".join(a.name for a in result.artifacts)
+    return text
