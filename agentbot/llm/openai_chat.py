@@ -1,0 +1,329 @@
+"""The `LLM` port over the OpenAI SDK (Chat Completions), for OpenAI or any compatible server.
+
+An ordered list of `ModelConfig` works like AutoGen's `config_list`: when one model fails (after the
+SDK's own retries), the next is tried; when all fail, `LLMError` says why in words for the thread.
+Errors from the SDK are translated here, at the boundary:
+
+    openai.RateLimitError        -> "is rate-limited (429)"
+    openai.APITimeoutError       -> "did not answer within N s"
+    openai.APIConnectionError    -> "could not be reached"
+    openai.AuthenticationError   -> "rejected the API key (401)"
+    openai.APIStatusError        -> "had a server error (5xx)" / "refused the request (4xx)"
+    unreadable or empty reply    -> "sent a reply that could not be read" / "sent an empty reply"
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import unicodedata
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import TracebackType
+from typing import Self, cast
+from urllib.parse import urlsplit
+
+import openai
+from openai.types.chat import ChatCompletion, ChatCompletionMessageParam
+from pydantic import BaseModel, ConfigDict
+
+from agentbot.conversation.llm import ChatMessage, Completion
+from agentbot.errors import ConfigError, LLMError
+from agentbot.settings import Settings
+
+logger = logging.getLogger(__name__)
+
+OPENAI_BASE_URL = "https://api.openai.com/v1"
+# Sent to servers that need no key (Ollama, vLLM): the SDK refuses to build a client without one.
+PLACEHOLDER_API_KEY = "not-needed"
+
+# OpenAI list prices in USD per 1M tokens (input, output), as of 2025-08-01,
+# from https://openai.com/api/pricing. Dated snapshots ("gpt-4o-2024-08-06") price as their family.
+PRICES_PER_1M: dict[str, tuple[float, float]] = {
+    "gpt-5": (1.25, 10.00),
+    "gpt-5-mini": (0.25, 2.00),
+    "gpt-5-nano": (0.05, 0.40),
+    "gpt-4.1": (2.00, 8.00),
+    "gpt-4.1-mini": (0.40, 1.60),
+    "gpt-4.1-nano": (0.10, 0.40),
+    "gpt-4o": (2.50, 10.00),
+    "gpt-4o-mini": (0.15, 0.60),
+    "gpt-4-turbo": (10.00, 30.00),
+    "gpt-3.5-turbo": (0.50, 1.50),
+    "o1": (15.00, 60.00),
+    "o1-mini": (1.10, 4.40),
+    "o3": (2.00, 8.00),
+    "o3-mini": (1.10, 4.40),
+    "o4-mini": (1.10, 4.40),
+}
+
+_SNAPSHOT = re.compile(r"-\d{4}-\d{2}-\d{2}$")
+_VALID_NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+_INVALID_NAME_CHARS = re.compile(r"[^A-Za-z0-9_-]+")
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """One entry of the config list; `base_url` None means OpenAI's own API."""
+
+    model: str
+    base_url: str | None = None
+    api_key: str = field(default="", repr=False)
+    price_in_per_1k: float | None = None
+    price_out_per_1k: float | None = None
+
+    @property
+    def uses_openai(self) -> bool:
+        """True when requests go to api.openai.com, which always needs a key."""
+        return self.base_url is None or urlsplit(self.base_url).hostname == "api.openai.com"
+
+    @property
+    def where(self) -> str:
+        """The server's host[:port], for messages (never the key, never a path with secrets)."""
+        parts = urlsplit(self.base_url or OPENAI_BASE_URL)
+        return parts.netloc.rsplit("@", 1)[-1]
+
+
+def price_per_1k(config: ModelConfig, served_model: str = "") -> tuple[float, float]:
+    """(input, output) USD per 1K tokens: the config's prices, else the built-in table, else zeros."""
+    if config.price_in_per_1k is not None or config.price_out_per_1k is not None:
+        return config.price_in_per_1k or 0.0, config.price_out_per_1k or 0.0
+    for name in (config.model, served_model):
+        per_1m = PRICES_PER_1M.get(name) or PRICES_PER_1M.get(_SNAPSHOT.sub("", name))
+        if per_1m is not None:
+            return per_1m[0] / 1000, per_1m[1] / 1000
+    return 0.0, 0.0
+
+
+def safe_name(name: str | None) -> str | None:
+    """`name` as Chat Completions accepts it (`^[A-Za-z0-9_-]{1,64}$`), or None if nothing is left."""
+    if name is None or _VALID_NAME.match(name):
+        return name
+    ascii_name = unicodedata.normalize("NFKD", name).encode("ascii", "ignore").decode()
+    cleaned = _INVALID_NAME_CHARS.sub("_", ascii_name).strip("_")[:64]
+    return cleaned or None
+
+
+def to_wire(message: ChatMessage) -> ChatCompletionMessageParam:
+    """The request form of one message, with a sanitized `name` when there is one."""
+    wire: dict[str, str] = {"role": message.role, "content": message.content}
+    name = safe_name(message.name)
+    if name:
+        wire["name"] = name
+    # The dict has exactly the keys of the role's TypedDict (system, user or assistant message).
+    return cast(ChatCompletionMessageParam, wire)
+
+
+class _ModelFailedError(Exception):
+    """One model's failure: `phrase` completes "The model (x) ...", `advice` is the next step.
+
+    `transient` marks failures the same call may not meet later (rate limit, timeout, 5xx, no
+    connection); when every model failed transiently, the `LLMError` is `retryable`.
+    """
+
+    def __init__(self, phrase: str, advice: str = "", *, transient: bool = False) -> None:
+        super().__init__(phrase)
+        self.phrase = phrase
+        self.advice = advice
+        self.transient = transient
+
+
+class OpenAIChat:
+    """Chat completions from the first model of `configs` that answers."""
+
+    def __init__(
+        self, configs: Sequence[ModelConfig], *, timeout: float = 60.0, max_retries: int = 2
+    ) -> None:
+        if not configs:
+            raise ConfigError("no language model is configured (AGENTBOT_MODEL or AGENTBOT_CONFIG_LIST)")
+        for config in configs:
+            _check_key(config)
+        self.configs = tuple(configs)
+        self.timeout = timeout
+        self._clients = [_client(config, timeout, max_retries) for config in self.configs]
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> OpenAIChat:
+        """From `AGENTBOT_CONFIG_LIST` if set, else `AGENTBOT_MODEL` x `OPENAI_BASE_URL`/`OPENAI_API_KEY`."""
+        if settings.config_list is not None:
+            configs = load_config_list(settings.config_list, settings)
+        else:
+            configs = configs_from_models(settings)
+        return cls(configs, timeout=settings.llm_timeout, max_retries=settings.llm_max_retries)
+
+    def complete(self, messages: Sequence[ChatMessage]) -> Completion:
+        """The first model's reply that arrives; `LLMError` when every model failed."""
+        wire = [to_wire(message) for message in messages]
+        failures: list[tuple[ModelConfig, _ModelFailedError]] = []
+        for config, client in zip(self.configs, self._clients, strict=True):
+            try:
+                return self._complete_with(config, client, wire)
+            except _ModelFailedError as failure:
+                logger.warning("model %s at %s failed: %s", config.model, config.where, failure.phrase)
+                failures.append((config, failure))
+        last = failures[-1][1]
+        raise _all_failed(failures) from (last.__cause__ or last)
+
+    def close(self) -> None:
+        """Close the HTTP connection pools."""
+        for client in self._clients:
+            client.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+    def _complete_with(
+        self, config: ModelConfig, client: openai.OpenAI, wire: list[ChatCompletionMessageParam]
+    ) -> Completion:
+        try:
+            response = client.chat.completions.create(model=config.model, messages=wire)
+        except openai.OpenAIError as exc:
+            raise self._translate(exc) from exc
+        except ValueError as exc:  # the SDK lets a 200 with a non-JSON body escape as JSONDecodeError
+            raise _ModelFailedError("sent a reply that could not be read") from exc
+        return _to_completion(config, response)
+
+    def _translate(self, exc: openai.OpenAIError) -> _ModelFailedError:
+        if isinstance(exc, openai.APITimeoutError):
+            return _ModelFailedError(
+                f"did not answer within {self.timeout:g} s", "Try again, or ask for less at once."
+            )
+        if isinstance(exc, openai.APIConnectionError):
+            return _ModelFailedError(
+                "could not be reached", "Check that the model server is running.", transient=True
+            )
+        if isinstance(exc, openai.APIStatusError):
+            return _status_failure(exc)
+        return _ModelFailedError(f"failed ({type(exc).__name__})")
+
+
+def _status_failure(exc: openai.APIStatusError) -> _ModelFailedError:
+    code = exc.status_code
+    if isinstance(exc, openai.RateLimitError):
+        return _ModelFailedError(f"is rate-limited ({code})", "Try again in a minute.", transient=True)
+    if isinstance(exc, openai.AuthenticationError | openai.PermissionDeniedError):
+        return _ModelFailedError(
+            f"rejected the API key ({code})", "Check the API key setting (OPENAI_API_KEY)."
+        )
+    if isinstance(exc, openai.NotFoundError):
+        return _ModelFailedError(f"is not known to the server ({code})", "Check the model name setting.")
+    if code >= 500:
+        return _ModelFailedError(f"had a server error ({code})", "Try again in a minute.", transient=True)
+    return _ModelFailedError(f"refused the request ({code}): {_server_message(exc)}")
+
+
+def _server_message(exc: openai.APIStatusError) -> str:
+    body = exc.body
+    if isinstance(body, dict) and isinstance(body.get("message"), str):
+        return str(body["message"])[:200]
+    return exc.message[:200]
+
+
+def _to_completion(config: ModelConfig, response: object) -> Completion:
+    if not isinstance(response, ChatCompletion) or not response.choices:
+        raise _ModelFailedError("sent a reply that could not be read")
+    choice = response.choices[0]
+    message = getattr(choice, "message", None)
+    content = getattr(message, "content", None) or getattr(message, "refusal", None)
+    if not isinstance(content, str) or not content.strip():
+        if choice.finish_reason == "content_filter":
+            raise _ModelFailedError("withheld its reply (content filter)")
+        raise _ModelFailedError("sent an empty reply")
+    usage = response.usage
+    tokens_in = usage.prompt_tokens if usage and isinstance(usage.prompt_tokens, int) else 0
+    tokens_out = usage.completion_tokens if usage and isinstance(usage.completion_tokens, int) else 0
+    price_in, price_out = price_per_1k(config, response.model or "")
+    return Completion(
+        content=content,
+        model=config.model,
+        prompt_tokens=tokens_in,
+        completion_tokens=tokens_out,
+        cost_usd=(tokens_in * price_in + tokens_out * price_out) / 1000,
+    )
+
+
+def _all_failed(failures: Sequence[tuple[ModelConfig, _ModelFailedError]]) -> LLMError:
+    detail = "; ".join(f"{config.model} at {config.where}: {failure.phrase}" for config, failure in failures)
+    advice = " ".join(dict.fromkeys(failure.advice for _, failure in failures if failure.advice))
+    if len(failures) == 1:
+        config, failure = failures[0]
+        said = f"The model ({config.model}) {failure.phrase}."
+    else:
+        each = "; ".join(f"{config.model} {failure.phrase}" for config, failure in failures)
+        said = f"None of the {len(failures)} configured models answered: {each}."
+    retryable = all(failure.transient for _, failure in failures)
+    return LLMError(
+        f"every model failed: {detail}", user_message=f"{said} {advice}".strip(), retryable=retryable
+    )
+
+
+def _check_key(config: ModelConfig) -> None:
+    if config.uses_openai and not config.api_key:
+        raise ConfigError(
+            f"OPENAI_API_KEY is not set but model {config.model!r} uses api.openai.com; set the key, "
+            "or set OPENAI_BASE_URL to a server that needs none (Ollama, vLLM)"
+        )
+
+
+def _client(config: ModelConfig, timeout: float, max_retries: int) -> openai.OpenAI:
+    # base_url and api_key are always passed, so the SDK never reads the environment itself.
+    return openai.OpenAI(
+        api_key=config.api_key or PLACEHOLDER_API_KEY,
+        base_url=config.base_url or OPENAI_BASE_URL,
+        timeout=timeout,
+        max_retries=max_retries,
+    )
+
+
+def configs_from_models(settings: Settings) -> list[ModelConfig]:
+    """One config per `AGENTBOT_MODEL` name, all on `OPENAI_BASE_URL` with `OPENAI_API_KEY`."""
+    if not settings.model:
+        raise ConfigError("AGENTBOT_MODEL names no model (give one or more, comma-separated)")
+    key = settings.openai_api_key.get_secret_value()
+    return [
+        ModelConfig(model=name, base_url=settings.openai_base_url, api_key=key) for name in settings.model
+    ]
+
+
+class _ConfigEntry(BaseModel):
+    """One entry of an AGENTBOT_CONFIG_LIST file, as in AutoGen's OAI_CONFIG_LIST."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    model: str
+    base_url: str | None = None
+    api_key: str | None = None
+    price: tuple[float, float] | None = None
+
+
+def load_config_list(path: Path, settings: Settings) -> list[ModelConfig]:
+    """The configs of a JSON config list; entries without base_url/api_key take OPENAI_BASE_URL/_KEY."""
+    try:
+        raw = json.loads(path.read_text(encoding="utf-8"))
+        if not isinstance(raw, list):
+            raise TypeError("expected a JSON list of {model, base_url?, api_key?, price?}")
+        entries = [_ConfigEntry.model_validate(item) for item in raw]
+    except (OSError, ValueError, TypeError) as exc:
+        reason = str(exc).splitlines()[0]
+        raise ConfigError(f"AGENTBOT_CONFIG_LIST: cannot read {path}: {reason}") from exc
+    if not entries:
+        raise ConfigError(f"AGENTBOT_CONFIG_LIST: {path} lists no model")
+    return [_from_entry(entry, settings) for entry in entries]
+
+
+def _from_entry(entry: _ConfigEntry, settings: Settings) -> ModelConfig:
+    price_in, price_out = entry.price if entry.price is not None else (None, None)
+    return ModelConfig(
+        model=entry.model,
+        base_url=entry.base_url or settings.openai_base_url,
+        api_key=entry.api_key if entry.api_key is not None else settings.openai_api_key.get_secret_value(),
+        price_in_per_1k=price_in,
+        price_out_per_1k=price_out,
+    )

@@ -1,0 +1,400 @@
+"""A scripted fake of the OpenAI Chat Completions API, served over real HTTP on loopback.
+
+In tests::
+
+    with FakeOpenAI() as llm:
+        llm.script("Hello!", Status(429, headers={"retry-after-ms": "10"}), "After the retry")
+        client = OpenAI(base_url=llm.base_url, api_key="test")
+        ...
+        assert llm.requests[0]["model"] == "gpt-4o-mini"
+
+Replies are taken from the script queue in order; when it is empty, from `responder(body)` if given,
+else `default`, else the server answers 500 "fake server: no scripted reply" so a test fails loudly.
+
+As a process, for end-to-end tests::
+
+    python -m tests.fakes.openai_server --port 0 --script script.json [--record requests.jsonl]
+
+prints `READY http://127.0.0.1:PORT/v1` once listening. The script file is either a JSON list of
+replies (the queue) or an object::
+
+    {"replies": [...], "rules": [{"match": "exitcode: 0", "reply": "Done. TERMINATE"}], "default": "..."}
+
+where a rule answers (once the queue is empty) when its `match` is a substring of the last user
+message. A reply in JSON is a string (the assistant's text), `{"status": 429, "body": ..., "headers":
+{...}}`, `{"delay": 2, "then": <reply>}` or `{"garbage": "not json"}`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import sys
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import FrameType, TracebackType
+from typing import Any, ClassVar, Self
+
+from tests.fakes.http import LoopbackServer, QuietHandler
+
+NO_REPLY_MESSAGE = "fake server: no scripted reply"
+
+
+@dataclass(frozen=True)
+class Status:
+    """An HTTP answer with this status; `body` None gives an OpenAI-shaped error, a str is sent raw."""
+
+    code: int
+    body: object | None = None
+    headers: Mapping[str, str] | None = None
+
+
+@dataclass(frozen=True)
+class Delay:
+    """Wait `seconds` (e.g. longer than the client's timeout), then answer with `then`."""
+
+    seconds: float
+    then: Reply = ""
+
+
+@dataclass(frozen=True)
+class Garbage:
+    """A 200 answer whose body is `body` verbatim (invalid JSON, or JSON of the wrong shape)."""
+
+    body: str
+
+
+Reply = str | Status | Delay | Garbage
+Responder = Callable[[dict[str, Any]], Reply]
+
+
+@dataclass(frozen=True)
+class Rule:
+    """Answer `reply` when `match` is a substring of the last user message."""
+
+    match: str
+    reply: Reply
+
+
+def match_responder(rules: Sequence[Rule], default: Reply | None = None) -> Responder:
+    """A responder choosing the first rule whose `match` occurs in the last user message."""
+
+    def respond(body: dict[str, Any]) -> Reply:
+        text = last_user_text(body)
+        for rule in rules:
+            if rule.match in text:
+                return rule.reply
+        if default is None:
+            return Status(500, {"error": {"message": f"{NO_REPLY_MESSAGE} (no rule matched)"}})
+        return default
+
+    return respond
+
+
+def last_user_text(body: Mapping[str, Any]) -> str:
+    """The text of the last `user` message of a Chat Completions request ("" if none)."""
+    for message in reversed(body.get("messages") or []):
+        if isinstance(message, dict) and message.get("role") == "user":
+            return _text_of(message.get("content"))
+    return ""
+
+
+def _text_of(content: object) -> str:
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):  # content parts: [{"type": "text", "text": ...}, ...]
+        return " ".join(str(part.get("text", "")) for part in content if isinstance(part, dict))
+    return ""
+
+
+def count_tokens(text: str) -> int:
+    """A deterministic stand-in for a tokenizer: the number of whitespace-separated words."""
+    return len(text.split())
+
+
+def prompt_tokens(body: Mapping[str, Any]) -> int:
+    messages = body.get("messages") or []
+    return sum(count_tokens(_text_of(m.get("content"))) for m in messages if isinstance(m, dict))
+
+
+def completion_body(request: Mapping[str, Any], content: str, number: int) -> dict[str, Any]:
+    """The Chat Completions answer with `content`, echoing the requested model."""
+    used_in, used_out = prompt_tokens(request), count_tokens(content)
+    return {
+        "id": f"chatcmpl-fake-{number}",
+        "object": "chat.completion",
+        "created": int(time.time()),
+        "model": str(request.get("model", "fake-model")),
+        "choices": [
+            {
+                "index": 0,
+                "message": {"role": "assistant", "content": content, "refusal": None},
+                "logprobs": None,
+                "finish_reason": "stop",
+            }
+        ],
+        "usage": {
+            "prompt_tokens": used_in,
+            "completion_tokens": used_out,
+            "total_tokens": used_in + used_out,
+        },
+    }
+
+
+def error_body(code: int, message: str) -> dict[str, Any]:
+    """An error in OpenAI's shape: {"error": {"message", "type", "param", "code"}}."""
+    kinds = {
+        400: "invalid_request_error",
+        401: "authentication_error",
+        404: "not_found_error",
+        429: "rate_limit_exceeded",
+    }
+    kind = kinds.get(code, "server_error")
+    return {"error": {"message": message, "type": kind, "param": None, "code": kind}}
+
+
+class FakeOpenAI:
+    """The scripted server; a context manager that serves while the `with` block runs."""
+
+    def __init__(
+        self,
+        responder: Responder | None = None,
+        default: Reply | None = None,
+        latency: float = 0.0,
+        *,
+        api_key: str | None = None,
+        models: Sequence[str] = ("gpt-4o-mini",),
+        port: int = 0,
+        record: Path | None = None,
+    ) -> None:
+        """`api_key`, when set, makes requests without `Authorization: Bearer <api_key>` get a 401."""
+        self.responder = responder
+        self.default = default
+        self.latency = latency
+        self.api_key = api_key
+        self.models = tuple(models)
+        self._record = record
+        self._queue: deque[Reply] = deque()
+        self._requests: list[dict[str, Any]] = []
+        self._headers: list[dict[str, str]] = []
+        self._lock = threading.Lock()
+        self._closing = threading.Event()
+        self._server = LoopbackServer(_handler_for(self), port=port)
+
+    @property
+    def base_url(self) -> str:
+        """`http://127.0.0.1:PORT/v1`, the value for the SDK's `base_url` / `OPENAI_BASE_URL`."""
+        return f"{self._server.url}/v1"
+
+    @property
+    def requests(self) -> list[dict[str, Any]]:
+        """The JSON bodies of the chat completion requests received so far, in order (a copy)."""
+        with self._lock:
+            return list(self._requests)
+
+    @property
+    def request_headers(self) -> list[dict[str, str]]:
+        """The headers (lower-cased names) of the same requests, in the same order (a copy)."""
+        with self._lock:
+            return list(self._headers)
+
+    @property
+    def pending(self) -> int:
+        """How many scripted replies have not been used yet."""
+        with self._lock:
+            return len(self._queue)
+
+    def script(self, *replies: Reply) -> None:
+        """Append replies to the queue; each request takes the next one."""
+        with self._lock:
+            self._queue.extend(replies)
+
+    def start(self) -> None:
+        self._server.start()
+
+    def close(self) -> None:
+        self._closing.set()  # wake handlers sleeping in a Delay
+        self._server.close()
+
+    def __enter__(self) -> Self:
+        self.start()
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+    # --- used by the request handler -------------------------------------------------------------
+
+    def _take(self, body: dict[str, Any], headers: dict[str, str]) -> tuple[int, Reply]:
+        with self._lock:
+            self._requests.append(body)
+            self._headers.append(headers)
+            number = len(self._requests)
+            if self._record is not None:
+                with self._record.open("a", encoding="utf-8") as out:
+                    out.write(json.dumps(body) + "\n")
+            if self._queue:
+                return number, self._queue.popleft()
+        if self.responder is not None:
+            return number, self.responder(body)
+        if self.default is not None:
+            return number, self.default
+        return number, Status(500, error_body(500, NO_REPLY_MESSAGE))
+
+    def _sleep(self, seconds: float) -> bool:
+        """Sleep unless the server closes first; True if it is closing."""
+        return self._closing.wait(seconds) if seconds > 0 else False
+
+
+class _OpenAIHandler(QuietHandler):
+    owner: ClassVar[FakeOpenAI]
+
+    def do_GET(self) -> None:  # noqa: N802  # the name http.server dispatches to
+        if self.path.rstrip("/").endswith("/models"):
+            data = [{"id": m, "object": "model", "created": 0, "owned_by": "fake"} for m in self.owner.models]
+            self.send_json(200, {"object": "list", "data": data})
+        else:
+            self.send_json(404, error_body(404, f"fake server: no route GET {self.path}"))
+
+    def do_POST(self) -> None:  # noqa: N802  # the name http.server dispatches to
+        raw = self.read_body()
+        if not self.path.split("?")[0].rstrip("/").endswith("/chat/completions"):
+            self.send_json(404, error_body(404, f"fake server: no route POST {self.path}"))
+            return
+        if not self._authorized():
+            self.send_json(401, error_body(401, "Incorrect API key provided (fake server)."))
+            return
+        try:
+            body = json.loads(raw)
+        except ValueError:
+            self.send_json(400, error_body(400, "fake server: request body is not JSON"))
+            return
+        if body.get("stream"):
+            self.send_json(400, error_body(400, "fake server: streaming is not supported"))
+            return
+        headers = {name.lower(): value for name, value in self.headers.items()}
+        number, reply = self.owner._take(body, headers)
+        if self.owner._sleep(self.owner.latency):
+            return
+        self._answer(body, reply, number)
+
+    def _authorized(self) -> bool:
+        expected = self.owner.api_key
+        return expected is None or self.headers.get("Authorization") == f"Bearer {expected}"
+
+    def _answer(self, body: dict[str, Any], reply: Reply, number: int) -> None:
+        while isinstance(reply, Delay):
+            if self.owner._sleep(reply.seconds):
+                return
+            reply = reply.then
+        try:
+            if isinstance(reply, str):
+                self.send_json(200, completion_body(body, reply, number))
+            elif isinstance(reply, Garbage):
+                self.send_bytes(200, reply.body.encode(), content_type="application/json")
+            else:
+                self._send_status(reply)
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # the client gave up (its timeout); nothing to answer
+
+    def _send_status(self, reply: Status) -> None:
+        headers = dict(reply.headers or {})
+        if isinstance(reply.body, str):
+            self.send_bytes(reply.code, reply.body.encode(), content_type="text/plain", headers=headers)
+            return
+        payload = (
+            reply.body if reply.body is not None else error_body(reply.code, _status_message(reply.code))
+        )
+        self.send_json(reply.code, payload, headers=headers)
+
+
+def _status_message(code: int) -> str:
+    if code == 429:
+        return "fake server: rate limit reached (429)"
+    return f"fake server: scripted status {code}"
+
+
+def _handler_for(owner: FakeOpenAI) -> type[_OpenAIHandler]:
+    return type("FakeOpenAIHandler", (_OpenAIHandler,), {"owner": owner})
+
+
+# --- the script file and the standalone process ----------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Script:
+    """A parsed script file: the reply queue, match rules and a default."""
+
+    replies: tuple[Reply, ...] = ()
+    rules: tuple[Rule, ...] = field(default=())
+    default: Reply | None = None
+
+    def responder(self) -> Responder | None:
+        return match_responder(self.rules, self.default) if self.rules else None
+
+
+def parse_reply(value: object) -> Reply:
+    """One reply from its JSON form (see the module docstring)."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, dict):
+        if "status" in value:
+            return Status(int(value["status"]), value.get("body"), value.get("headers"))
+        if "delay" in value:
+            return Delay(float(value["delay"]), parse_reply(value.get("then", "")))
+        if "garbage" in value:
+            return Garbage(str(value["garbage"]))
+    raise ValueError(f"not a scripted reply: {value!r}")
+
+
+def parse_script(data: object) -> Script:
+    """A script from the JSON of a script file (a list of replies, or an object with rules)."""
+    if isinstance(data, list):
+        return Script(replies=tuple(parse_reply(item) for item in data))
+    if not isinstance(data, dict):
+        raise ValueError("a script is a JSON list of replies or an object with 'replies'/'rules'")
+    rules = tuple(Rule(str(r["match"]), parse_reply(r["reply"])) for r in data.get("rules", []))
+    default = parse_reply(data["default"]) if "default" in data else None
+    return Script(tuple(parse_reply(item) for item in data.get("replies", [])), rules, default)
+
+
+def load_script(path: Path) -> Script:
+    return parse_script(json.loads(path.read_text(encoding="utf-8")))
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Serve a script until SIGTERM or SIGINT, after printing `READY <base_url>`."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--script", type=Path, help="JSON script file (see the module docstring)")
+    parser.add_argument("--record", type=Path, help="append each request body as a JSON line here")
+    parser.add_argument("--api-key", help="require this bearer token")
+    args = parser.parse_args(argv)
+    script = load_script(args.script) if args.script else Script()
+    fake = FakeOpenAI(
+        script.responder(), script.default, api_key=args.api_key, port=args.port, record=args.record
+    )
+    fake.script(*script.replies)
+    stop = threading.Event()
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    with fake:
+        print(f"READY {fake.base_url}", flush=True)
+        while not stop.wait(0.2):
+            pass
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
