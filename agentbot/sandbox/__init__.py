@@ -1,0 +1,1 @@
+"""Code executors behind the `CodeExecutor` port: local subprocess (unsafe, development), none, Docker."""
