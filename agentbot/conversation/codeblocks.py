@@ -7,7 +7,9 @@ import re
 from agentbot.conversation.code import CodeBlock, Language
 
 # AutoGen 0.2's CODE_BLOCK_PATTERN: a fence, an optional language word, the code, a closing fence.
-_FENCE = re.compile(r"```[ \t]*([\w+-]*)[ \t]*\r?\n(.*?)\r?\n[ \t]*```", re.DOTALL)
+# The code and its newline are a lazy optional group, so an empty block ("```python\n```") closes at
+# its own fence instead of swallowing the text up to the next block's opening fence.
+_FENCE = re.compile(r"```[ \t]*([\w+-]*)[ \t]*\r?\n(?:(.*?)\r?\n)??[ \t]*```", re.DOTALL)
 _FILENAME = re.compile(r"^\s*#\s*filename:\s*(\S.*?)\s*$", re.IGNORECASE)
 
 _PYTHON = {"python", "py", "python3", "ipython"}
@@ -17,7 +19,8 @@ _SHELL = {"sh", "bash", "shell", "console", "zsh"}
 def extract_code_blocks(message: str) -> list[CodeBlock]:
     """The runnable blocks of `message`, in order; blocks in other languages (json, text…) are skipped."""
     blocks = []
-    for label, code in _FENCE.findall(message):
+    # Windows line endings would reach the file as "\r" at each line's end, which breaks shell code.
+    for label, code in _FENCE.findall(message.replace("\r\n", "\n")):
         language = _language(label.lower(), code)
         if language is not None and code.strip():
             blocks.append(CodeBlock(code=code, language=language, filename=_filename(code)))

@@ -310,7 +310,9 @@ def on_run_result(state: ConversationState, result: CodeResult, now: datetime) -
         if policy.human_input_mode is HumanInputMode.NEVER:
             return _finish(state, _limit_text(policy))
         return _hand_over(state, _limit_text(policy))
-    return _to(state.model_copy(update={"auto_replies": state.auto_replies + 1}), Phase.THINKING)
+    # Files shared while the code ran waited for it (see `_human_message`): import them before thinking.
+    phase = Phase.IMPORTING if state.pending_files else Phase.THINKING
+    return _to(state.model_copy(update={"auto_replies": state.auto_replies + 1}), phase)
 
 
 def _result_post(run_id: str, result: CodeResult, names: tuple[str, ...]) -> ResultPost:

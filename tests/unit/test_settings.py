@@ -1,0 +1,190 @@
+"""Settings from the environment and `.env`: defaults, lists, case, one-line errors naming the variable."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from agentbot.conversation.prompts import DEFAULT_SYSTEM_MESSAGE
+from agentbot.conversation.state import CodeApproval, HumanInputMode, Policy
+from agentbot.errors import ConfigError
+from agentbot.settings import Settings, load_settings
+
+_PREFIXES = ("AGENTBOT_", "OPENAI_", "SLACK_")
+_NAMES = ("REDIS_URL", "PORT")
+
+
+@pytest.fixture(autouse=True)
+def clean_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """No setting of the machine running the tests leaks in: neither its environment nor a `.env`."""
+    for name in list(os.environ):
+        upper = name.upper()  # settings are read case-insensitively
+        if upper.startswith(_PREFIXES) or upper in _NAMES:
+            monkeypatch.delenv(name)
+    monkeypatch.chdir(tmp_path)
+
+
+def test_defaults_without_any_setting() -> None:
+    settings = load_settings()
+    assert settings.openai_api_key.get_secret_value() == ""
+    assert settings.openai_base_url is None
+    assert settings.model == ("gpt-4o-mini",)
+    assert settings.redis_url is None
+    assert settings.executor == "docker"
+    assert settings.human_input_mode is HumanInputMode.TERMINATE
+    assert settings.code_approval is CodeApproval.ALWAYS
+    assert settings.max_consecutive_auto_reply == 10
+    assert settings.max_turns is None
+    assert settings.approvers == ()
+    assert settings.max_cost_usd is None
+    assert settings.system_message is None
+
+
+@pytest.mark.parametrize(
+    ("value", "models"),
+    [
+        pytest.param("gpt-4o", ("gpt-4o",), id="one"),
+        pytest.param("a, b", ("a", "b"), id="comma_and_space"),
+        pytest.param("gpt-4o,gpt-4o-mini,llama3.1:8b", ("gpt-4o", "gpt-4o-mini", "llama3.1:8b"), id="three"),
+        pytest.param(" a ,, b , ", ("a", "b"), id="empty_parts_dropped"),
+    ],
+)
+def test_model_is_an_ordered_comma_list(
+    monkeypatch: pytest.MonkeyPatch, value: str, models: tuple[str, ...]
+) -> None:
+    monkeypatch.setenv("AGENTBOT_MODEL", value)
+    assert load_settings().model == models
+
+
+def test_approvers_are_a_comma_list(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AGENTBOT_APPROVERS", "U012AB3CD, U045EF6GH")
+    assert load_settings().approvers == ("U012AB3CD", "U045EF6GH")
+
+
+@pytest.mark.parametrize(
+    ("value", "mode"),
+    [
+        pytest.param("ALWAYS", HumanInputMode.ALWAYS, id="upper"),
+        pytest.param("never", HumanInputMode.NEVER, id="lower"),
+        pytest.param("Terminate", HumanInputMode.TERMINATE, id="mixed"),
+    ],
+)
+def test_human_input_mode_is_case_insensitive(
+    monkeypatch: pytest.MonkeyPatch, value: str, mode: HumanInputMode
+) -> None:
+    monkeypatch.setenv("AGENTBOT_HUMAN_INPUT_MODE", value)
+    assert load_settings().human_input_mode is mode
+
+
+def test_code_approval_and_executor_are_case_insensitive(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AGENTBOT_CODE_APPROVAL", "NEVER")
+    monkeypatch.setenv("AGENTBOT_EXECUTOR", "Local")
+    settings = load_settings()
+    assert settings.code_approval is CodeApproval.NEVER
+    assert settings.executor == "local"
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        pytest.param("AGENTBOT_MAX_CONSECUTIVE_AUTO_REPLY", "-1", id="negative_auto_reply_limit"),
+        pytest.param("AGENTBOT_MAX_CONSECUTIVE_AUTO_REPLY", "ten", id="auto_reply_limit_not_a_number"),
+        pytest.param("AGENTBOT_EXECUTOR", "podman", id="unknown_executor"),
+        pytest.param("AGENTBOT_HUMAN_INPUT_MODE", "sometimes", id="unknown_human_input_mode"),
+        pytest.param("AGENTBOT_CODE_APPROVAL", "maybe", id="unknown_code_approval"),
+        pytest.param("AGENTBOT_MAX_TURNS", "0", id="zero_max_turns"),
+        pytest.param("AGENTBOT_MAX_COST_USD", "-5", id="negative_budget"),
+        pytest.param("AGENTBOT_LLM_TIMEOUT", "soon", id="timeout_not_a_number"),
+        pytest.param("PORT", "70000", id="port_out_of_range"),
+    ],
+)
+def test_bad_value_fails_with_one_line_naming_the_variable(
+    monkeypatch: pytest.MonkeyPatch, name: str, value: str
+) -> None:
+    monkeypatch.setenv(name, value)
+    with pytest.raises(ConfigError) as caught:
+        load_settings()
+    message = str(caught.value)
+    assert "\n" not in message
+    assert name in message
+    assert repr(value).lower() in message.lower()  # the value as given (case-normalized for enums)
+
+
+def test_several_bad_values_are_named_on_the_same_line(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AGENTBOT_EXECUTOR", "podman")
+    monkeypatch.setenv("AGENTBOT_HUMAN_INPUT_MODE", "sometimes")
+    with pytest.raises(ConfigError) as caught:
+        load_settings()
+    message = str(caught.value)
+    assert "\n" not in message
+    assert "AGENTBOT_EXECUTOR" in message
+    assert "AGENTBOT_HUMAN_INPUT_MODE" in message
+
+
+def test_dotenv_file_is_read(tmp_path: Path) -> None:
+    (tmp_path / ".env").write_text(
+        "OPENAI_API_KEY=sk-from-dotenv\nAGENTBOT_MODEL=llama3.1, qwen2.5\nSOMETHING_ELSE=ignored\n"
+    )
+    settings = load_settings()
+    assert settings.openai_api_key.get_secret_value() == "sk-from-dotenv"
+    assert settings.model == ("llama3.1", "qwen2.5")
+
+
+def test_environment_wins_over_dotenv(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    (tmp_path / ".env").write_text("AGENTBOT_EXECUTOR=local\n")
+    monkeypatch.setenv("AGENTBOT_EXECUTOR", "none")
+    assert load_settings().executor == "none"
+
+
+def test_bad_value_in_dotenv_names_the_variable(tmp_path: Path) -> None:
+    (tmp_path / ".env").write_text("AGENTBOT_EXECUTOR=podman\n")
+    with pytest.raises(ConfigError, match="AGENTBOT_EXECUTOR"):
+        load_settings()
+
+
+def test_secrets_are_not_shown_when_settings_are_printed(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-very-secret")
+    monkeypatch.setenv("SLACK_BOT_TOKEN", "xoxb-very-secret")
+    settings = load_settings()
+    assert "very-secret" not in repr(settings)
+    assert "very-secret" not in str(settings)
+
+
+def test_policy_carries_the_conversation_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name, value in {
+        "AGENTBOT_HUMAN_INPUT_MODE": "never",
+        "AGENTBOT_CODE_APPROVAL": "never",
+        "AGENTBOT_MAX_CONSECUTIVE_AUTO_REPLY": "3",
+        "AGENTBOT_MAX_TURNS": "7",
+        "AGENTBOT_APPROVAL_TTL": "600",
+        "AGENTBOT_APPROVERS": "U1,U2",
+        "AGENTBOT_MAX_COST_USD": "1.5",
+        "AGENTBOT_SYSTEM_MESSAGE": "Answer in French.",
+    }.items():
+        monkeypatch.setenv(name, value)
+    assert load_settings().policy() == Policy(
+        human_input_mode=HumanInputMode.NEVER,
+        code_approval=CodeApproval.NEVER,
+        max_consecutive_auto_reply=3,
+        max_turns=7,
+        approval_ttl_seconds=600,
+        approvers=("U1", "U2"),
+        system_message="Answer in French.",
+        max_cost_usd=1.5,
+    )
+
+
+def test_policy_defaults_to_the_builtin_system_message() -> None:
+    policy = load_settings().policy()
+    assert policy.system_message == DEFAULT_SYSTEM_MESSAGE
+    assert policy.human_input_mode is HumanInputMode.TERMINATE
+    assert policy.code_approval is CodeApproval.ALWAYS
+    assert policy.approval_ttl_seconds == 3600
+
+
+def test_settings_are_frozen() -> None:
+    settings: Settings = load_settings()
+    with pytest.raises(ValueError, match="frozen"):
+        settings.executor = "local"  # type: ignore[misc]  # assigning is what this test checks fails
