@@ -238,7 +238,7 @@ def on_reply(state: ConversationState, completion: Completion, now: datetime) ->
     if is_termination(completion.content):
         return _terminated(state)
     if policy.max_turns is not None and state.turns >= policy.max_turns:
-        return _hand_over(state, f"Reached max_turns ({policy.max_turns}).")
+        return _limit_reached(state, f"Reached max_turns ({policy.max_turns}).")
     blocks = extract_code_blocks(completion.content)
     if blocks:
         return _code_proposed(state, tuple(blocks), now)
@@ -307,9 +307,7 @@ def on_run_result(state: ConversationState, result: CodeResult, now: datetime) -
     if names:
         state = _emit(state, UploadPost(run_id=run.run_id, names=names))
     if state.auto_replies >= policy.max_consecutive_auto_reply:
-        if policy.human_input_mode is HumanInputMode.NEVER:
-            return _finish(state, _limit_text(policy))
-        return _hand_over(state, _limit_text(policy))
+        return _limit_reached(state, _limit_text(policy))
     # Files shared while the code ran waited for it (see `_human_message`): import them before thinking.
     phase = Phase.IMPORTING if state.pending_files else Phase.THINKING
     return _to(state.model_copy(update={"auto_replies": state.auto_replies + 1}), phase)
@@ -450,7 +448,10 @@ def _decide(state: ConversationState, outcome: str, user_id: str | None, now: da
     return _emit(state.model_copy(update={"run": decided}), card, update_ref=f"card:{run.run_id}")
 
 
-def _hand_over(state: ConversationState, why: str) -> ConversationState:
+def _limit_reached(state: ConversationState, why: str) -> ConversationState:
+    """A limit stops the automatic chat: the humans get the turn, or in NEVER mode (no humans) it ends."""
+    if state.policy.human_input_mode is HumanInputMode.NEVER:
+        return _finish(state, why)
     text = f"{why} Reply in the thread to continue."
     return _to(_emit(state, NoticePost(text=text)), Phase.AWAITING_HUMAN)
 

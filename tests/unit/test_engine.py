@@ -309,6 +309,12 @@ def test_max_turns_hands_over_to_humans_instead_of_proposing_code() -> None:
     assert notices(state) == ["Reached max_turns (1). Reply in the thread to continue."]
 
 
+def test_max_turns_ends_the_chat_in_never_mode() -> None:
+    state = reply(started(policy(max_turns=1, code_approval="never", human_input_mode="NEVER")), CODE)
+    assert state.phase is Phase.FINISHED
+    assert state.run is None
+
+
 def test_max_turns_counts_assistant_replies_since_the_last_human_message() -> None:
     state = running(policy(max_turns=2, code_approval="never"))
     state = engine.on_run_result(engine.on_run_started(state), result(), NOW)
