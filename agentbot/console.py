@@ -11,7 +11,7 @@ from typing import TextIO
 from agentbot import runtime
 from agentbot.conversation.code import Artifact
 from agentbot.conversation.driver import submit
-from agentbot.conversation.events import Approve, Event, FileRef, HumanMessage, Skip, Start, Stop
+from agentbot.conversation.events import Approve, Event, FileRef, HumanMessage, PickSpeaker, Skip, Start, Stop
 from agentbot.conversation.posts import Post
 from agentbot.conversation.state import ConversationKey, ConversationState, Phase
 from agentbot.errors import PlatformError
@@ -20,7 +20,7 @@ from agentbot.workers import start_thread_worker
 
 USER_ID = "console-user"
 _RULE = "-" * 80
-_WAITING = {Phase.AWAITING_APPROVAL, Phase.AWAITING_HUMAN, Phase.FINISHED}
+_WAITING = {Phase.AWAITING_APPROVAL, Phase.AWAITING_HUMAN, Phase.AWAITING_PICK, Phase.FINISHED}
 
 
 class ConsolePlatform:
@@ -121,6 +121,8 @@ def _idle(rt: runtime.Runtime, state: ConversationState) -> bool:
 def _ask(state: ConversationState, stdin: TextIO, stdout: TextIO, event_id: str) -> Event | None:
     if state.phase is Phase.AWAITING_APPROVAL and state.run is not None:
         prompt = "Run this code? Enter/y = run, n = skip, exit = end, or type feedback: "
+    elif state.phase is Phase.AWAITING_PICK and state.team is not None:
+        prompt = f"Who speaks next? ({', '.join(state.team.names)}), or type a message: "
     else:
         prompt = "Reply to the assistant (Enter or exit = end): "
     print(prompt, end="", file=stdout, flush=True)
@@ -137,6 +139,11 @@ def _event_for(state: ConversationState, answer: str, event_id: str) -> Event:
             return Approve(event_id=event_id, user_id=USER_ID, run_id=run.run_id, code_hash=run.code_hash)
         if answer.lower() in ("n", "no", "skip"):
             return Skip(event_id=event_id, user_id=USER_ID, run_id=run.run_id)
+    picked = state.team.agent(answer) if state.team is not None and answer else None
+    if state.phase is Phase.AWAITING_PICK and picked is not None:
+        return PickSpeaker(
+            event_id=event_id, user_id=USER_ID, pick_id=f"p{state.pick_seq}", speaker=picked.name
+        )
     if not answer:
         return Stop(event_id=event_id, user_id=USER_ID)  # AutoGen: an empty reply at the end exits
     return HumanMessage(event_id=event_id, user_id=USER_ID, user_name="you", text=answer)

@@ -18,6 +18,7 @@ from agentbot.sandbox.local import LocalExecutor
 from agentbot.sandbox.none import NoExecutor
 from agentbot.settings import Settings
 from agentbot.store import RedisStore
+from agentbot.teams import Catalog, load_catalog
 
 logger = logging.getLogger(__name__)
 
@@ -56,6 +57,11 @@ class Runtime:
     def executor(self) -> CodeExecutor:
         return build_executor(self.settings)
 
+    @cached_property
+    def teams(self) -> Catalog:
+        """The presets and `AGENTBOT_TEAMS_FILE`; a mistake in the file is a `ConfigError` at start."""
+        return load_catalog(self.settings.teams_file)
+
     def ports(self) -> Ports:
         return Ports(
             store=self.store,
@@ -64,6 +70,7 @@ class Runtime:
             platform=self.platform,
             queue=self.queue,
             policy=self.settings.policy(),
+            teams=self.teams,
         )
 
 

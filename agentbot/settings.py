@@ -49,6 +49,7 @@ class Settings(BaseSettings):
     approvers: Annotated[tuple[str, ...], NoDecode] = Field((), validation_alias=_env("AGENTBOT_APPROVERS"))
     max_cost_usd: float | None = Field(None, gt=0, validation_alias=_env("AGENTBOT_MAX_COST_USD"))
     system_message: str | None = Field(None, validation_alias=_env("AGENTBOT_SYSTEM_MESSAGE"))
+    teams_file: Path | None = Field(None, validation_alias=_env("AGENTBOT_TEAMS_FILE"))
 
     # Code execution
     executor: Literal["docker", "local", "none"] = Field("docker", validation_alias=_env("AGENTBOT_EXECUTOR"))
@@ -71,6 +72,8 @@ class Settings(BaseSettings):
     slack_app_token: SecretStr = Field(SecretStr(""), validation_alias=_env("SLACK_APP_TOKEN"))
     slack_api_url: str = Field("https://slack.com/api/", validation_alias=_env("SLACK_API_URL"))
     port: int = Field(3000, gt=0, lt=65536, validation_alias=_env("PORT"))
+    # HTTP mode with REDIS_URL: this many processes share the port (the in-memory Redis can't be shared)
+    web_concurrency: int = Field(2, ge=1, validation_alias=_env("WEB_CONCURRENCY"))
 
     log_level: str = Field("INFO", validation_alias=_env("AGENTBOT_LOG_LEVEL"))
 

@@ -37,6 +37,14 @@ end
 return 1
 """
 
+# Dedupe and append in one round trip: the event goes into the inbox only if its marker was not set.
+_APPEND_ONCE = """
+if not redis.call('SET', KEYS[2], '1', 'NX', 'EX', ARGV[2]) then return false end
+local id = redis.call('XADD', KEYS[1], '*', 'e', ARGV[1])
+redis.call('EXPIRE', KEYS[1], ARGV[3])
+return id
+"""
+
 
 def _translated(method: Callable[P, T]) -> Callable[P, T]:
     @functools.wraps(method)
@@ -65,6 +73,7 @@ class RedisStore:
         self._artifact_ttl = artifact_ttl
         self._prefix = prefix
         self._save_script = client.register_script(_SAVE)
+        self._append_once_script = client.register_script(_APPEND_ONCE)
 
     def state_key(self, key: ConversationKey) -> str:
         return f"{self._prefix}:conv:{key.id}"
@@ -102,6 +111,22 @@ class RedisStore:
             pipe.expire(inbox, self._state_ttl)
             event_id, _ = pipe.execute()
         return event_id.decode() if isinstance(event_id, bytes) else str(event_id)
+
+    @_translated
+    def append_event_once(self, key: ConversationKey, event: Event, *, marker: str, ttl: int) -> str | None:
+        """`append_event`, unless `marker` is already set: sets it (for `ttl` seconds) atomically with it.
+
+        Returns the inbox entry id, or None when the marker was set already (a duplicate delivery).
+        """
+        inbox = self.inbox_key(key)
+        args: list[bytes | int] = [EVENT_ADAPTER.dump_json(event), ttl, self._state_ttl]
+        event_id = self._append_once_script(keys=[inbox, marker], args=args)
+        return None if event_id is None else _text(event_id)
+
+    @_translated
+    def exists(self, key: ConversationKey) -> bool:
+        """Whether the conversation has a saved state (without reading it)."""
+        return bool(self._redis.exists(self.state_key(key)))
 
     @_translated
     def events_after(self, key: ConversationKey, event_id: str) -> list[tuple[str, Event]]:

@@ -38,7 +38,7 @@ from agentbot.workers import run_worker
 class InstantLLM:
     """A zero-latency model: the engine's overhead is all that is left to measure."""
 
-    def complete(self, messages: Sequence[ChatMessage]) -> Completion:
+    def complete(self, messages: Sequence[ChatMessage], *, model: str | None = None) -> Completion:
         return Completion(
             content="Thinking about it.", model="instant", prompt_tokens=10, completion_tokens=3
         )

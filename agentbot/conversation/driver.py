@@ -12,11 +12,20 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from agentbot.conversation import engine
+from agentbot.conversation import delegation, engine, speakers
 from agentbot.conversation.code import InputFile
-from agentbot.conversation.events import Event
-from agentbot.conversation.ports import LLM, ChatPlatform, CodeExecutor, ConversationStore, JobQueue
+from agentbot.conversation.events import Event, Start, Stop, SubTeamUpdate
+from agentbot.conversation.llm import ChatMessage, Completion
+from agentbot.conversation.ports import (
+    LLM,
+    ChatPlatform,
+    CodeExecutor,
+    ConversationStore,
+    JobQueue,
+    TeamCatalog,
+)
 from agentbot.conversation.state import ConversationKey, ConversationState, OutboxItem, Phase, Policy
+from agentbot.conversation.team import TeamChoice
 from agentbot.errors import LLMError, PlatformError, SandboxError
 
 logger = logging.getLogger(__name__)
@@ -37,6 +46,7 @@ class Ports:
     queue: JobQueue
     policy: Policy
     clock: Callable[[], datetime] = utcnow
+    teams: TeamCatalog | None = None  # None: every conversation is the assistant + user proxy pair
 
 
 def submit(store: ConversationStore, queue: JobQueue, key: ConversationKey, event: Event) -> str:
@@ -79,10 +89,17 @@ def _apply_inbox(ports: Ports, key: ConversationKey) -> ConversationState | None
         return state
     now = ports.clock()
     for event_id, event in events:
-        state = engine.apply(state, key, event, ports.policy, now)
+        choice = _choice(ports, key, event) if state is None else None
+        state = engine.apply(state, key, event, ports.policy, now, choice=choice)
         if state is not None:
             state = state.model_copy(update={"last_event_id": event_id})
     return ports.store.save(state) if state is not None else None
+
+
+def _choice(ports: Ports, key: ConversationKey, event: Event) -> TeamChoice | None:
+    if ports.teams is None or not isinstance(event, Start):
+        return None
+    return ports.teams.choose(key, event.team)
 
 
 def _recover(ports: Ports, state: ConversationState) -> ConversationState:
@@ -100,13 +117,28 @@ def _perform(ports: Ports, state: ConversationState, action: engine.Action) -> C
         return _run_code(ports, state, action)
     if isinstance(action, engine.ImportFiles):
         return _import_files(ports, state, action)
+    if isinstance(action, engine.SelectSpeaker | engine.Delegate | engine.CancelSubTeams):
+        return _perform_for_team(ports, state, action)
     return state
 
 
+def _perform_for_team(
+    ports: Ports,
+    state: ConversationState,
+    action: engine.SelectSpeaker | engine.Delegate | engine.CancelSubTeams,
+) -> ConversationState:
+    if isinstance(action, engine.SelectSpeaker):
+        return _select_speaker(ports, state, action)
+    if isinstance(action, engine.Delegate):
+        return _delegate(ports, state, action)
+    return _cancel_subteams(ports, state, action)
+
+
 def _call_llm(ports: Ports, state: ConversationState, action: engine.CallLLM) -> ConversationState:
-    ports.platform.set_status(state.key, f"{state.policy.assistant_name} is thinking…")
+    speaker = action.speaker or state.policy.assistant_name
+    _status(ports, state, f"{speaker} is thinking…")
     try:
-        completion = ports.llm.complete(action.messages)
+        completion = _complete(ports, action.messages, action.model)
     except LLMError as exc:
         logger.warning("conversation %s: LLM failed: %s", state.key.id, exc)
         state = engine.on_llm_error(state, exc.user_message)
@@ -114,6 +146,53 @@ def _call_llm(ports: Ports, state: ConversationState, action: engine.CallLLM) ->
         state = engine.on_reply(state, completion, ports.clock())
     ports.platform.set_status(state.key, "")
     return ports.store.save(state)
+
+
+def _select_speaker(
+    ports: Ports, state: ConversationState, action: engine.SelectSpeaker
+) -> ConversationState:
+    _status(ports, state, "choosing who speaks next…")
+    try:
+        completion = _complete(ports, action.messages, action.model)
+    except LLMError as exc:
+        logger.warning("conversation %s: speaker selection failed: %s", state.key.id, exc)
+        state = engine.on_llm_error(state, exc.user_message)
+    else:
+        state = speakers.on_selection(state, completion)
+    ports.platform.set_status(state.key, "")
+    return ports.store.save(state)
+
+
+def _complete(ports: Ports, messages: tuple[ChatMessage, ...], model: str | None) -> Completion:
+    # Without a model of its own, the call stays `complete(messages)`: LLM fakes need no `model`.
+    return ports.llm.complete(messages, model=model) if model else ports.llm.complete(messages)
+
+
+def _status(ports: Ports, state: ConversationState, text: str) -> None:
+    """What the agents do now, with the running cost when the conversation has a budget."""
+    budget = state.policy.max_cost_usd
+    if budget is not None:
+        text += f" (${state.total_cost_usd:.2f} of ${budget:.2f} spent)"
+    ports.platform.set_status(state.key, text)
+
+
+def _delegate(ports: Ports, state: ConversationState, action: engine.Delegate) -> ConversationState:
+    """Start each sub-team's conversation once (a repeated step finds it started and adds nothing)."""
+    for launch in action.launches:
+        started = ports.store.load(launch.key) is not None or ports.store.events_after(launch.key, "0-0")
+        if not started:
+            ports.store.append_event(launch.key, launch.event)
+        ports.queue.enqueue_step(launch.key)
+        logger.info("conversation %s: delegated to %s", state.key.id, launch.key.id)
+    return ports.store.save(delegation.on_launched(state))
+
+
+def _cancel_subteams(
+    ports: Ports, state: ConversationState, action: engine.CancelSubTeams
+) -> ConversationState:
+    for key in action.keys:
+        submit(ports.store, ports.queue, key, Stop(event_id=f"{key.slug}-cancel", user_id=action.user_id))
+    return ports.store.save(delegation.on_cancelled(state))
 
 
 def _run_code(ports: Ports, state: ConversationState, action: engine.RunCode) -> ConversationState:
@@ -151,6 +230,8 @@ def _import_files(ports: Ports, state: ConversationState, action: engine.ImportF
 
 def deliver(ports: Ports, state: ConversationState) -> ConversationState:
     """Show every pending post exactly once, saving after each (so a crash repeats none)."""
+    if state.parent is not None:
+        return _forward(ports, state, state.parent)
     for item in state.outbox:
         effect_id = f"{state.key.slug}-{item.item_id}"
         message_id = _find_earlier(ports, state, item, effect_id)
@@ -159,6 +240,29 @@ def deliver(ports: Ports, state: ConversationState) -> ConversationState:
             message_id = _send(ports, state, item, effect_id)
         state = ports.store.save(engine.mark_sent(state, item, message_id))
     return state
+
+
+def _forward(ports: Ports, state: ConversationState, parent: ConversationKey) -> ConversationState:
+    """A sub-team's posts go to its lead's conversation, never to a thread.
+
+    Forwarded, then the lead's step enqueued, then marked sent: a crash in between forwards them again,
+    and the lead's conversation drops the repeats by item id.
+    """
+    if not state.outbox:
+        return state
+    for item in state.outbox:
+        update = SubTeamUpdate(
+            event_id=f"{state.key.slug}-{item.item_id}",
+            user_id=state.starter_id,
+            sub_id=state.sub_id,
+            item_id=item.item_id,
+            post=item.post,
+        )
+        ports.store.append_event(parent, update)
+    ports.queue.enqueue_step(parent)
+    for item in state.outbox:
+        state = engine.mark_sent(state, item, "")
+    return ports.store.save(state)
 
 
 def _find_earlier(ports: Ports, state: ConversationState, item: OutboxItem, effect_id: str) -> str | None:

@@ -1,44 +1,72 @@
-"""AutoGen 0.2's assistant + user-proxy conversation as a pure state machine: events in, state out.
+"""AutoGen 0.2's conversations as a pure state machine: events in, state out.
 
-Nothing here does I/O. The driver (`driver.py`) asks `next_action` what the conversation needs, performs
-it through the ports, and feeds the outcome back with `on_reply`, `on_run_result` and friends. Every
-post the engine wants shown goes into the state's outbox, so a crash can never lose or repeat one.
+The assistant + user proxy pair is the default; agent teams add who speaks next (`speakers.py`) and
+delegation to sub-teams (`delegation.py`). Nothing here does I/O. The driver (`driver.py`) asks
+`next_action` what the conversation needs, performs it through the ports, and feeds the outcome back
+with `on_reply`, `on_run_result` and friends. Every post the engine wants shown goes into the state's
+outbox, so a crash can never lose or repeat one.
 """
 
 from __future__ import annotations
 
 import hashlib
-import re
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from agentbot.conversation import delegation, speakers
+
+# Re-exported (see pyproject's mypy section): callers use the engine as the conversation's one API.
+from agentbot.conversation.actions import (  # noqa: F401
+    Action,
+    CallLLM,
+    CancelSubTeams,
+    Delegate,
+    ImportFiles,
+    RunCode,
+    SelectSpeaker,
+    Wait,
+)
 from agentbot.conversation.code import CodeBlock, CodeResult
 from agentbot.conversation.codeblocks import extract_code_blocks, is_termination
-from agentbot.conversation.events import Approve, Event, FileRef, HumanMessage, Skip, Start, Stop
-from agentbot.conversation.llm import ChatMessage, Completion
+from agentbot.conversation.events import (
+    Approve,
+    Delegated,
+    Event,
+    HumanMessage,
+    PickSpeaker,
+    Skip,
+    Start,
+    Stop,
+    SubTeamUpdate,
+)
+from agentbot.conversation.llm import Completion
+from agentbot.conversation.moves import add_usage as _add_usage
+from agentbot.conversation.moves import budget_text, mark_sending, mark_sent, meter, over_budget, usage_text  # noqa: F401
+from agentbot.conversation.moves import emit as _emit
+from agentbot.conversation.moves import finish as _finish
+from agentbot.conversation.moves import limit_reached as _limit_reached
+from agentbot.conversation.moves import to as _to
 from agentbot.conversation.posts import (
     AgentPost,
     ApprovalPost,
     Decision,
     EphemeralPost,
     NoticePost,
-    Post,
     ResultPost,
     UploadPost,
 )
 from agentbot.conversation.prompts import DEFAULT_AUTO_REPLY, execution_message
+from agentbot.conversation.speakers import llm_messages  # noqa: F401
 from agentbot.conversation.state import (
     ConversationKey,
     ConversationState,
     HumanInputMode,
     Message,
-    ModelUsage,
-    OutboxItem,
     PendingRun,
     Phase,
     Policy,
     RunStatus,
 )
+from agentbot.conversation.team import TeamChoice
 
 _STOP_WORDS = {"stop", "exit", "quit"}
 _RUN_STATUS: dict[str, RunStatus] = {
@@ -48,57 +76,51 @@ _RUN_STATUS: dict[str, RunStatus] = {
     "expired": "expired",
     "superseded": "cancelled",
 }
-_NAME = re.compile(r"[^A-Za-z0-9_-]")
-
-
-@dataclass(frozen=True)
-class CallLLM:
-    """Ask the model for the assistant's next message."""
-
-    messages: tuple[ChatMessage, ...]
-
-
-@dataclass(frozen=True)
-class RunCode:
-    """Run the approved code of `run`."""
-
-    run: PendingRun
-
-
-@dataclass(frozen=True)
-class ImportFiles:
-    """Copy files people shared into the workspace."""
-
-    files: tuple[FileRef, ...]
-
-
-@dataclass(frozen=True)
-class Wait:
-    """Nothing to do until a person acts."""
-
-
-Action = CallLLM | RunCode | ImportFiles | Wait
+_WAITING_FOR_OTHERS = (Phase.RUNNING, Phase.DELEGATING, Phase.AWAITING_SUBTEAMS)
 
 
 # ---------------------------------------------------------------- events from people
 
 
 def apply(
-    state: ConversationState | None, key: ConversationKey, event: Event, policy: Policy, now: datetime
+    state: ConversationState | None,
+    key: ConversationKey,
+    event: Event,
+    policy: Policy,
+    now: datetime,
+    *,
+    choice: TeamChoice | None = None,
 ) -> ConversationState | None:
-    """The conversation after `event`; None while there is no conversation and the event starts none."""
+    """The conversation after `event`; None while there is no conversation and the event starts none.
+
+    `choice` is the team a `Start` gets when it creates the conversation (default: no team).
+    """
     if state is None:
-        return _start(key, event, policy, now) if isinstance(event, Start) else None
+        if isinstance(event, Delegated):
+            return delegation.start_sub(key, event, policy, now)
+        return _start(key, event, policy, now, choice or TeamChoice()) if isinstance(event, Start) else None
     if isinstance(event, Start | HumanMessage):
         return _human_message(state, event, now)
+    return _other_event(state, event, now)
+
+
+def _other_event(state: ConversationState, event: Event, now: datetime) -> ConversationState:
     if isinstance(event, Approve):
         return _approve(state, event, now)
     if isinstance(event, Skip):
         return _skip(state, event, now)
-    return _stop(state, event, now)
+    if isinstance(event, PickSpeaker):
+        return speakers.on_pick(state, event)
+    if isinstance(event, SubTeamUpdate):
+        return delegation.on_update(state, event)
+    if isinstance(event, Stop):
+        return _stop(state, event, now)
+    return state  # a repeated `Delegated` (the sub-team's conversation exists), or a repeated Start
 
 
-def _start(key: ConversationKey, event: Start, policy: Policy, now: datetime) -> ConversationState:
+def _start(
+    key: ConversationKey, event: Start, policy: Policy, now: datetime, choice: TeamChoice
+) -> ConversationState:
     context = tuple(
         Message(speaker=prior.author, role="user", content=prior.text, kind="context")
         for prior in event.context
@@ -109,9 +131,12 @@ def _start(key: ConversationKey, event: Start, policy: Policy, now: datetime) ->
         created_at=now,
         updated_at=now,
         starter_id=event.user_id,
-        policy=policy.model_copy(update={"approvers": approvers}),
+        policy=delegation.team_policy(policy, choice.team).model_copy(update={"approvers": approvers}),
         transcript=context,
+        team=choice.team,
     )
+    if choice.notice:
+        state = _emit(state, NoticePost(text=choice.notice, level="warning"))
     return _human_message(state, event, now)
 
 
@@ -137,9 +162,12 @@ def _human_message(state: ConversationState, event: Start | HumanMessage, now: d
             "pending_files": (*state.pending_files, *event.files),
         }
     )
-    if state.phase is Phase.RUNNING:
-        return state  # the approved run goes first; the model sees this message with its result
-    return _to(state, Phase.IMPORTING if state.pending_files else Phase.THINKING)
+    if state.phase in _WAITING_FOR_OTHERS:
+        return state  # the approved run (or the sub-teams) go first; the model sees this message after
+    state = speakers.on_human(state, event.text)
+    if state.phase is Phase.AWAITING_PICK and state.next_speaker is None:
+        return state  # the open speaker-choice card still decides who speaks
+    return _to(state, Phase.IMPORTING) if state.pending_files else speakers.next_turn(state)
 
 
 def _approve(state: ConversationState, event: Approve, now: datetime) -> ConversationState:
@@ -198,51 +226,52 @@ def _only_approvers(state: ConversationState, verb: str) -> str:
 def next_action(state: ConversationState) -> Action:
     """What the conversation needs from outside now."""
     if state.phase is Phase.THINKING:
-        return CallLLM(messages=llm_messages(state))
+        return speakers.think(state)
     if state.phase is Phase.RUNNING and state.run is not None and state.run.status == "approved":
         return RunCode(run=state.run)
     if state.phase is Phase.IMPORTING:
         return ImportFiles(files=state.pending_files)
-    return Wait()
-
-
-def llm_messages(state: ConversationState) -> tuple[ChatMessage, ...]:
-    """The system message and transcript as Chat Completions messages, speakers named."""
-    system = ChatMessage(role="system", content=state.policy.system_message)
-    return (system, *(_chat_message(state, message) for message in state.transcript))
-
-
-def _chat_message(state: ConversationState, message: Message) -> ChatMessage:
-    if message.role == "assistant":
-        return ChatMessage(role="assistant", content=message.content, name=_safe_name(message.speaker))
-    return ChatMessage(role="user", content=message.content, name=_safe_name(message.speaker))
-
-
-def _safe_name(speaker: str) -> str:
-    return _NAME.sub("_", speaker)[:64] or "user"
+    if state.phase is Phase.DELEGATING:
+        return Delegate(launches=delegation.launches(state))
+    return delegation.cancellations(state) or Wait()
 
 
 # ---------------------------------------------------------------- outcomes of actions
 
 
 def on_reply(state: ConversationState, completion: Completion, now: datetime) -> ConversationState:
-    """The assistant spoke: post it, then run, ask for approval, hand over to humans, or finish."""
-    policy = state.policy
-    message = Message(speaker=policy.assistant_name, role="assistant", content=completion.content)
+    """An agent spoke: post it, then run, ask for approval, delegate, give the word on, or finish."""
+    content = completion.content
+    speaker = speakers.current_speaker(state) or state.policy.assistant_name
+    message = Message(speaker=speaker, role="assistant", content=content)
     state = _add_usage(state, completion).model_copy(
-        update={"transcript": (*state.transcript, message), "turns": state.turns + 1}
+        update={"transcript": (*state.transcript, message), "turns": state.turns + 1, "next_speaker": None}
     )
-    state = _emit(state, AgentPost(speaker=policy.assistant_name, text=completion.content))
-    if policy.max_cost_usd is not None and state.total_cost_usd >= policy.max_cost_usd:
-        return _finish(state, f"The cost budget of ${policy.max_cost_usd:.2f} is spent.")
-    if is_termination(completion.content):
+    state = meter(
+        _emit(state, AgentPost(speaker=speaker, text=content, icon=speakers.icon_of(state, speaker)))
+    )
+    if (ended := _turn_ends(state, content)) is not None:
+        return ended
+    blocks = extract_code_blocks(content) if speakers.may_run_code(state, speaker) else []
+    if blocks and speakers.group(state):
+        state = state.model_copy(update={"next_speaker": speaker})  # the proposer sees the result first
+    if blocks:
+        return _code_proposed(state, tuple(blocks), now)
+    return speakers.after_message(state) if speakers.group(state) else _no_code(state)
+
+
+def _turn_ends(state: ConversationState, content: str) -> ConversationState | None:
+    """The state after a reply that ends the automatic chat, or delegates; None when it goes on."""
+    policy = state.policy
+    if over_budget(state):
+        return _finish(state, budget_text(state))
+    if is_termination(content):
         return _terminated(state)
     if policy.max_turns is not None and state.turns >= policy.max_turns:
         return _limit_reached(state, f"Reached max_turns ({policy.max_turns}).")
-    blocks = extract_code_blocks(completion.content)
-    if blocks:
-        return _code_proposed(state, tuple(blocks), now)
-    return _no_code(state)
+    if (why := speakers.round_limit(state)) is not None:
+        return _limit_reached(state, why)
+    return delegation.on_lead_reply(state, content)
 
 
 def _terminated(state: ConversationState) -> ConversationState:
@@ -358,41 +387,12 @@ def on_files_imported(
             "workspace_files": tuple(dict.fromkeys((*state.workspace_files, *names))),
         }
     )
-    return _to(state, Phase.THINKING)
+    return speakers.next_turn(state)
 
 
 def on_failure(state: ConversationState, text: str) -> ConversationState:
     """Something unexpected failed in this step: tell the thread and hand the turn to the humans."""
     return _to(_emit(state, NoticePost(text=text, level="error")), Phase.AWAITING_HUMAN)
-
-
-def mark_sent(state: ConversationState, item: OutboxItem, message_id: str) -> ConversationState:
-    """`item` is shown: drop it from the outbox and remember its message id under its ref."""
-    refs = dict(state.message_refs)
-    if item.ref and message_id:
-        refs[item.ref] = message_id
-    outbox = tuple(other for other in state.outbox if other.item_id != item.item_id)
-    return state.model_copy(update={"outbox": outbox, "message_refs": refs})
-
-
-def mark_sending(state: ConversationState, item: OutboxItem) -> ConversationState:
-    """`item` is about to be sent: if we crash now, the next step looks for it before re-sending."""
-    outbox = tuple(
-        other.model_copy(update={"status": "sending"}) if other.item_id == item.item_id else other
-        for other in state.outbox
-    )
-    return state.model_copy(update={"outbox": outbox})
-
-
-def usage_text(state: ConversationState) -> str:
-    """Tokens and cost per model, like AutoGen's `ChatResult.cost`."""
-    if not state.usage:
-        return "No model calls."
-    parts = [
-        f"{model}: {u.calls} calls, {u.prompt_tokens + u.completion_tokens} tokens, ${u.cost_usd:.4f}"
-        for model, u in sorted(state.usage.items())
-    ]
-    return "; ".join(parts) + f" (total ${state.total_cost_usd:.4f})"
 
 
 # ---------------------------------------------------------------- helpers
@@ -448,40 +448,5 @@ def _decide(state: ConversationState, outcome: str, user_id: str | None, now: da
     return _emit(state.model_copy(update={"run": decided}), card, update_ref=f"card:{run.run_id}")
 
 
-def _limit_reached(state: ConversationState, why: str) -> ConversationState:
-    """A limit stops the automatic chat: the humans get the turn, or in NEVER mode (no humans) it ends."""
-    if state.policy.human_input_mode is HumanInputMode.NEVER:
-        return _finish(state, why)
-    text = f"{why} Reply in the thread to continue."
-    return _to(_emit(state, NoticePost(text=text)), Phase.AWAITING_HUMAN)
-
-
-def _finish(state: ConversationState, why: str) -> ConversationState:
-    text = f"{why} Conversation ended. {usage_text(state)}"
-    return _to(_emit(state, NoticePost(text=text)), Phase.FINISHED)
-
-
 def _limit_text(policy: Policy) -> str:
     return f"Reached max_consecutive_auto_reply ({policy.max_consecutive_auto_reply})."
-
-
-def _add_usage(state: ConversationState, completion: Completion) -> ConversationState:
-    before = state.usage.get(completion.model, ModelUsage())
-    after = ModelUsage(
-        calls=before.calls + 1,
-        prompt_tokens=before.prompt_tokens + completion.prompt_tokens,
-        completion_tokens=before.completion_tokens + completion.completion_tokens,
-        cost_usd=before.cost_usd + completion.cost_usd,
-    )
-    return state.model_copy(update={"usage": {**state.usage, completion.model: after}})
-
-
-def _emit(
-    state: ConversationState, post: Post, *, ref: str | None = None, update_ref: str | None = None
-) -> ConversationState:
-    item = OutboxItem(item_id=state.next_item_id, post=post, ref=ref, update_ref=update_ref)
-    return state.model_copy(update={"outbox": (*state.outbox, item), "next_item_id": state.next_item_id + 1})
-
-
-def _to(state: ConversationState, phase: Phase) -> ConversationState:
-    return state.model_copy(update={"phase": phase})

@@ -6,6 +6,9 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
+from agentbot.conversation.posts import Post
+from agentbot.conversation.team import Team
+
 
 class FileRef(BaseModel):
     """A file a person shared in the thread; the worker downloads it through the chat platform."""
@@ -75,5 +78,37 @@ class Stop(_Event):
     type: Literal["stop"] = "stop"
 
 
-Event = Annotated[Start | HumanMessage | Approve | Skip | Stop, Field(discriminator="type")]
+class PickSpeaker(_Event):
+    """A button on a speaker-choice card (`manual` selection): `speaker` talks next."""
+
+    type: Literal["pick_speaker"] = "pick_speaker"
+    pick_id: str
+    speaker: str
+
+
+class Delegated(_Event):
+    """Internal: a lead handed `task` to a sub-team; starts the sub-team's own conversation."""
+
+    type: Literal["delegated"] = "delegated"
+    task: str
+    team: Team
+    parent_thread: str  # the lead's conversation: same workspace and channel, this thread
+    sub_id: str
+    lead: str
+    max_cost_usd: float | None = None
+
+
+class SubTeamUpdate(_Event):
+    """Internal: a sub-team's conversation produced `post` (its item `item_id`); sent to the lead's."""
+
+    type: Literal["subteam_update"] = "subteam_update"
+    sub_id: str
+    item_id: int
+    post: Post
+
+
+Event = Annotated[
+    Start | HumanMessage | Approve | Skip | Stop | PickSpeaker | Delegated | SubTeamUpdate,
+    Field(discriminator="type"),
+]
 EVENT_ADAPTER: TypeAdapter[Event] = TypeAdapter(Event)

@@ -10,12 +10,23 @@ from agentbot.conversation.events import Event, FileRef
 from agentbot.conversation.llm import ChatMessage, Completion
 from agentbot.conversation.posts import Post
 from agentbot.conversation.state import ConversationKey, ConversationState
+from agentbot.conversation.team import TeamChoice
 
 
 class LLM(Protocol):
     """Chat completion with usage. Raises `LLMError` (with a `user_message`) when no model answers."""
 
-    def complete(self, messages: Sequence[ChatMessage]) -> Completion: ...
+    def complete(self, messages: Sequence[ChatMessage], *, model: str | None = None) -> Completion:
+        """The reply to `messages`; `model` names the agent's model (tried first), None the default."""
+        ...
+
+
+class TeamCatalog(Protocol):
+    """The agent teams people can choose from (`agentbot.teams`)."""
+
+    def choose(self, key: ConversationKey, requested: str | None) -> TeamChoice:
+        """The team of a new conversation: `requested` by name, else the channel's, else the default."""
+        ...
 
 
 class CodeExecutor(Protocol):

@@ -18,6 +18,7 @@ class AgentPost(BaseModel):
     kind: Literal["agent"] = "agent"
     speaker: str
     text: str
+    icon: str | None = None  # the agent's emoji (e.g. ":calendar:") when its team names one
 
 
 class Decision(BaseModel):
@@ -89,7 +90,82 @@ class EphemeralPost(BaseModel):
     text: str
 
 
+class MeterPost(BaseModel):
+    """The running cost of a conversation against its budget: posted once, then updated in place."""
+
+    model_config = ConfigDict(frozen=True)
+
+    kind: Literal["meter"] = "meter"
+    spent_usd: float
+    budget_usd: float | None = None
+    tokens: int = 0
+
+
+class SpeakerOption(BaseModel):
+    """One agent the humans can give the word to."""
+
+    model_config = ConfigDict(frozen=True)
+
+    name: str
+    description: str = ""
+    icon: str | None = None
+
+
+class SpeakerChoicePost(BaseModel):
+    """`manual` speaker selection: one button per agent until someone picks (then updated with the pick)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    kind: Literal["speaker_choice"] = "speaker_choice"
+    pick_id: str
+    options: tuple[SpeakerOption, ...]
+    suggested: str | None = None  # who would speak in round-robin order
+    chosen: str | None = None
+    chosen_by: str | None = None  # a user id; None with `chosen` set: a typed reply addressed the agent
+
+
+class SubTeamPost(BaseModel):
+    """One delegated sub-task, collapsed into a single message that is updated as the sub-team works."""
+
+    model_config = ConfigDict(frozen=True)
+
+    kind: Literal["subteam"] = "subteam"
+    sub_id: str
+    subteam: str
+    task: str
+    status: Literal["pending", "running", "done", "failed", "cancelled"]
+    members: tuple[str, ...] = ()
+    lines: tuple[str, ...] = ()  # the latest messages of the sub-team, shortened
+    summary: str = ""
+    cost_usd: float = 0.0
+    detail_thread: str = ""  # `thread_ts` of the sub-conversation's key, to load its full transcript
+
+
+class ReportPost(BaseModel):
+    """A sub-team's result for its lead; never shown directly (the driver forwards it to the parent)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    kind: Literal["report"] = "report"
+    outcome: Literal["done", "failed"]
+    summary: str
+    note: str = ""
+    calls: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cost_usd: float = 0.0
+
+
 Post = Annotated[
-    AgentPost | ApprovalPost | ResultPost | UploadPost | NoticePost | EphemeralPost,
+    AgentPost
+    | ApprovalPost
+    | ResultPost
+    | UploadPost
+    | NoticePost
+    | EphemeralPost
+    | MeterPost
+    | SpeakerChoicePost
+    | SubTeamPost
+    | ReportPost,
     Field(discriminator="kind"),
 ]

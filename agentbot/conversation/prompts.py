@@ -37,3 +37,39 @@ def execution_message(result: CodeResult) -> str:
     if result.artifacts:
         text += "\nFiles created or changed: " + ", ".join(a.name for a in result.artifacts)
     return text
+
+
+# ---------------------------------------------------------------- agent teams
+
+GROUP_CHAT_ROLE = """\
+You are {name}, in a group chat with {others}, and with the people of a chat thread.
+Messages from the others are marked with their names. Speak only as {name}; do not write the others'
+parts. When the whole task is done, end your message with the word TERMINATE."""
+
+# AutoGen 0.2's `GroupChat.select_speaker_msg` and `select_speaker_prompt_template`, so that selection
+# prompts tuned for AutoGen behave the same here.
+SELECT_SPEAKER_SYSTEM = """\
+You are in a role play game. The following roles are available:
+{roles}.
+Read the following conversation.
+Then select the next role from {agentlist} to play. Only return the role."""
+
+SELECT_SPEAKER_PROMPT = (
+    "Read the above conversation. Then select the next role from {agentlist} to play. Only return the role."
+)
+
+DELEGATION_INSTRUCTIONS = """\
+You lead a team. You can hand sub-tasks to these sub-teams:
+{subteams}
+To hand over a sub-task, write a line `DELEGATE <sub-team>: <task>` (one line per sub-team, several
+lines to run sub-teams in parallel). Each sub-team sees only its task, so make it self-contained.
+Their results come back to you as messages; then integrate them into one answer for the people.
+When the task is done, end your message with the word TERMINATE."""
+
+NO_SUCH_SUBTEAM = "There is no sub-team named {names}. The sub-teams are: {known}. Delegate again."
+
+
+def agent_role(own: str, name: str, others: str) -> str:
+    """An agent's system message in a group chat: its own role, then how the chat works."""
+    role = GROUP_CHAT_ROLE.format(name=name, others=others or "nobody else")
+    return f"{own.rstrip()}\n\n{role}" if own.strip() else role

@@ -12,6 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from agentbot.conversation.code import CodeBlock
 from agentbot.conversation.events import FileRef
 from agentbot.conversation.posts import Post
+from agentbot.conversation.team import Team
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9_-]")
 
@@ -51,6 +52,10 @@ class CodeApproval(StrEnum):
     NEVER = "never"
 
 
+# The rules a team definition may set for its conversations (see `Team`).
+_TEAM_RULES = ("human_input_mode", "code_approval", "max_consecutive_auto_reply", "max_turns", "max_cost_usd")
+
+
 class Policy(BaseModel):
     """The rules of one conversation, fixed when it starts (from settings or the team)."""
 
@@ -71,6 +76,18 @@ class Policy(BaseModel):
     def needs_approval(self) -> bool:
         return self.code_approval is CodeApproval.ALWAYS or self.human_input_mode is HumanInputMode.ALWAYS
 
+    def for_team(self, team: Team) -> Policy:
+        """These rules with the team's: its first speaker as the assistant, its overrides applied."""
+        first = team.members[0]
+        updates: dict[str, object] = {"assistant_name": first.name, "proxy_name": team.proxy_name}
+        if first.system_message:
+            updates["system_message"] = first.system_message
+        for name in _TEAM_RULES:
+            value = getattr(team, name)
+            if value is not None:
+                updates[name] = value
+        return Policy.model_validate({**self.model_dump(), **updates})
+
 
 class Phase(StrEnum):
     """What the conversation needs next."""
@@ -80,6 +97,9 @@ class Phase(StrEnum):
     RUNNING = "running"  # an approved code run
     IMPORTING = "importing"  # shared files to be copied into the workspace
     AWAITING_HUMAN = "awaiting_human"  # a person to reply
+    AWAITING_PICK = "awaiting_pick"  # a person to pick the next speaker (group chat, `manual`)
+    DELEGATING = "delegating"  # sub-teams to be started (hierarchical)
+    AWAITING_SUBTEAMS = "awaiting_subteams"  # sub-teams to report back, each in its own conversation
     FINISHED = "finished"  # nothing, until someone mentions the bot again
 
 
@@ -91,7 +111,7 @@ class Message(BaseModel):
     speaker: str
     role: Literal["assistant", "user"]
     content: str
-    kind: Literal["agent", "human", "execution", "auto", "context"] = "agent"
+    kind: Literal["agent", "human", "execution", "auto", "context", "subteam"] = "agent"
     author_id: str | None = None
 
 
@@ -123,6 +143,24 @@ class ModelUsage(BaseModel):
     prompt_tokens: int = 0
     completion_tokens: int = 0
     cost_usd: float = 0.0
+
+
+DelegationStatus = Literal["pending", "running", "done", "failed", "cancelled"]
+
+
+class Delegation(BaseModel):
+    """A sub-task the lead handed to a sub-team, which works on it in its own conversation."""
+
+    model_config = ConfigDict(frozen=True)
+
+    sub_id: str
+    subteam: str
+    task: str
+    status: DelegationStatus = "pending"
+    lines: tuple[str, ...] = ()
+    summary: str = ""
+    cost_usd: float = 0.0
+    seen_item: int = 0  # the last update applied: updates are delivered at least once
 
 
 class OutboxItem(BaseModel):
@@ -161,6 +199,15 @@ class ConversationState(BaseModel):
     outbox: tuple[OutboxItem, ...] = ()
     next_item_id: int = 1
     message_refs: dict[str, str] = Field(default_factory=dict)
+    # Agent teams (all defaulted: states stored before teams existed still load)
+    team: Team | None = None  # None: the assistant + user proxy of the settings
+    next_speaker: str | None = None  # the agent who speaks next, when already decided
+    pick_seq: int = 0
+    metered: bool = False  # the cost meter message has been posted (later ones update it)
+    delegations: tuple[Delegation, ...] = ()
+    delegation_seq: int = 0
+    parent: ConversationKey | None = None  # set on a sub-team's conversation: its lead's
+    sub_id: str = ""
 
     @property
     def total_cost_usd(self) -> float:

@@ -1,7 +1,9 @@
 """The `LLM` port over the OpenAI SDK (Chat Completions), for OpenAI or any compatible server.
 
 An ordered list of `ModelConfig` works like AutoGen's `config_list`: when one model fails (after the
-SDK's own retries), the next is tried; when all fail, `LLMError` says why in words for the thread.
+SDK's own retries), the next is tried; when all fail, `LLMError` says why in words for the thread. An
+agent with a model of its own names it: its config is tried first (one is made on the first config's
+server when the list has none), then the rest of the list.
 Errors from the SDK are translated here, at the boundary:
 
     openai.RateLimitError        -> "is rate-limited (429)"
@@ -19,7 +21,7 @@ import logging
 import re
 import unicodedata
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import TracebackType
 from typing import Self, cast
@@ -142,7 +144,9 @@ class OpenAIChat:
             _check_key(config)
         self.configs = tuple(configs)
         self.timeout = timeout
+        self._max_retries = max_retries
         self._clients = [_client(config, timeout, max_retries) for config in self.configs]
+        self._named: dict[str, tuple[ModelConfig, openai.OpenAI]] = {}
 
     @classmethod
     def from_settings(cls, settings: Settings) -> OpenAIChat:
@@ -153,11 +157,11 @@ class OpenAIChat:
             configs = configs_from_models(settings)
         return cls(configs, timeout=settings.llm_timeout, max_retries=settings.llm_max_retries)
 
-    def complete(self, messages: Sequence[ChatMessage]) -> Completion:
-        """The first model's reply that arrives; `LLMError` when every model failed."""
+    def complete(self, messages: Sequence[ChatMessage], *, model: str | None = None) -> Completion:
+        """The first model's reply that arrives (`model` first, if named); `LLMError` when all failed."""
         wire = [to_wire(message) for message in messages]
         failures: list[tuple[ModelConfig, _ModelFailedError]] = []
-        for config, client in zip(self.configs, self._clients, strict=True):
+        for config, client in self._in_order(model):
             try:
                 return self._complete_with(config, client, wire)
             except _ModelFailedError as failure:
@@ -166,9 +170,23 @@ class OpenAIChat:
         last = failures[-1][1]
         raise _all_failed(failures) from (last.__cause__ or last)
 
+    def _in_order(self, model: str | None) -> list[tuple[ModelConfig, openai.OpenAI]]:
+        pairs = list(zip(self.configs, self._clients, strict=True))
+        if model is None:
+            return pairs
+        named = [pair for pair in pairs if pair[0].model == model] or [self._made_for(model)]
+        return named + [pair for pair in pairs if pair[0].model != model]
+
+    def _made_for(self, model: str) -> tuple[ModelConfig, openai.OpenAI]:
+        """A config for a model the list does not name: the first config's server, key and no prices."""
+        if model not in self._named:
+            config = replace(self.configs[0], model=model, price_in_per_1k=None, price_out_per_1k=None)
+            self._named[model] = (config, _client(config, self.timeout, self._max_retries))
+        return self._named[model]
+
     def close(self) -> None:
         """Close the HTTP connection pools."""
-        for client in self._clients:
+        for client in (*self._clients, *(client for _, client in self._named.values())):
             client.close()
 
     def __enter__(self) -> Self:

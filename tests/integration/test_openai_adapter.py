@@ -297,3 +297,31 @@ def test_custom_server_needs_no_key(fake: FakeOpenAI, clean_env: pytest.MonkeyPa
 )
 def test_built_in_prices_cover_snapshots_of_known_models(model: str, per_1k: tuple[float, float]) -> None:
     assert price_per_1k(ModelConfig(model)) == pytest.approx(per_1k)
+
+
+# ---------------------------------------------------------------- an agent's own model
+
+
+def test_named_model_from_the_list_is_tried_first(fake: FakeOpenAI, make_chat: MakeChat) -> None:
+    fake.script("from the named model")
+    completion = make_chat("gpt-4o-mini", "gpt-4o").complete(QUESTION, model="gpt-4o")
+    assert completion.model == "gpt-4o"
+    assert [r["model"] for r in fake.requests] == ["gpt-4o"]
+
+
+def test_named_model_falls_back_to_the_list_in_order(fake: FakeOpenAI, make_chat: MakeChat) -> None:
+    fake.script(Status(500), Status(500), "third time")
+    completion = make_chat("a", "b", "c").complete(QUESTION, model="b")
+    assert completion.model == "c"
+    assert [r["model"] for r in fake.requests] == ["b", "a", "c"]
+
+
+def test_named_model_missing_from_the_list_uses_the_first_server(
+    fake: FakeOpenAI, make_chat: MakeChat
+) -> None:
+    fake.script(Status(404), "the list answers")
+    chat = make_chat("gpt-4o-mini")
+    completion = chat.complete(QUESTION, model="llama3.1:8b")
+    assert completion.model == "gpt-4o-mini"
+    assert [r["model"] for r in fake.requests] == ["llama3.1:8b", "gpt-4o-mini"]
+    assert fake.request_headers[0]["authorization"] == "Bearer test-key"

@@ -1,0 +1,198 @@
+"""The Bolt app: every Slack entry point in `register_listeners`, each listener parse → dedupe → submit.
+
+Delivery discipline: Bolt checks the signature (401 for forged or stale requests) before any
+listener runs. A listener only talks to Redis (the conversation inbox, deduplicated on
+`(team_id, event_id)` by a `SET NX EX` marker in the same round trip, then the step queue), so the
+acknowledgement goes back within milliseconds and only once the event is safely stored; anything slow
+(the first status, the engine's turn) happens elsewhere. Slack's retries (`X-Slack-Retry-Num`) are not
+dropped blindly: they go through dedupe, so a retry of an event that failed before it was stored still
+gets through, and one that was stored is ignored.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Callable
+from concurrent.futures import Executor, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import redis
+from slack_bolt import App, BoltContext, BoltResponse
+from slack_bolt.request import BoltRequest
+from slack_sdk.errors import SlackApiError, SlackClientError
+
+from agentbot.conversation.events import Event, HumanMessage, PriorMessage, Start
+from agentbot.conversation.ports import ConversationStore, JobQueue
+from agentbot.conversation.state import ConversationKey
+from agentbot.errors import ConfigError, PlatformError
+from agentbot.settings import Settings
+from agentbot.slack.parse import ACTION_PATTERN, Inbound, parse_action, parse_event, prior_messages
+from agentbot.slack.platform import SlackPlatform
+
+logger = logging.getLogger(__name__)
+
+DEDUPE_TTL = 3600  # Slack retries an event three times within about five minutes
+USER_NAME_TTL = 86400
+NAMES_IN_MEMORY = 10_000
+
+
+class InboxStore(ConversationStore, Protocol):
+    """The store as the bridge uses it: the engine's port, plus a dedupe-aware append (`RedisStore`)."""
+
+    def exists(self, key: ConversationKey) -> bool: ...
+
+    def append_event_once(self, key: ConversationKey, event: Event, *, marker: str, ttl: int) -> str | None:
+        """Append `event` unless `marker` is set, setting it atomically; None for a duplicate."""
+        ...
+
+
+@dataclass
+class Bridge:
+    """What the listeners share: the conversation inbox and queue, Redis for dedupe, and the platform."""
+
+    store: InboxStore
+    queue: JobQueue
+    redis: redis.Redis
+    platform: SlackPlatform
+    background: Executor = field(default_factory=lambda: ThreadPoolExecutor(8, thread_name_prefix="slack-bg"))
+    prefix: str = "agentbot:slack"
+    _names: dict[str, str] = field(default_factory=dict, repr=False)  # user names seen by this process
+
+    def on_event(self, body: dict[str, Any], *, bot_user_id: str | None) -> None:
+        """An Events API callback: a mention, a direct message, or a reply in a thread."""
+        inbound = parse_event(body, bot_user_id=bot_user_id)
+        if inbound is not None:
+            self.accept(inbound, delivery_id=str(body.get("event_id")), bot_user_id=bot_user_id)
+
+    def on_action(self, body: dict[str, Any]) -> None:
+        """A click on Run, Skip or Stop (the engine checks it against the pending run)."""
+        inbound = parse_action(body)
+        if inbound is not None:
+            self.accept(inbound, delivery_id=inbound.event.event_id, bot_user_id=None)
+
+    def accept(self, inbound: Inbound, *, delivery_id: str, bot_user_id: str | None) -> None:
+        """Store the event once per `(team_id, delivery_id)`, then enqueue a step (`driver.submit`'s order).
+
+        The dedupe marker is set in the same atomic round trip as the append, so a delivery is either
+        stored and marked, or neither. If the enqueue fails after that, the marker is released and the
+        error answers 500, so Slack's retry gets in again (and, as ever in that rare case, appends the
+        event a second time: a duplicate is better than an event no step will read).
+        """
+        event = self._complete(inbound, bot_user_id=bot_user_id)
+        if event is None:
+            return
+        key = inbound.key
+        seen = f"{self.prefix}:seen:{key.team_id}:{delivery_id}"
+        if self.store.append_event_once(key, event, marker=seen, ttl=DEDUPE_TTL) is None:
+            logger.info("conversation %s: duplicate delivery %s ignored", key.id, delivery_id)
+            return
+        if isinstance(event, Start | HumanMessage) and inbound.message_ts:
+            self.background.submit(self.platform.show_working, key, message_ts=inbound.message_ts)
+        try:
+            self.queue.enqueue_step(key)
+        except Exception:
+            with contextlib.suppress(redis.RedisError):
+                self.redis.delete(seen)
+            raise
+        logger.info("conversation %s: %s from %s submitted", key.id, event.type, event.user_id)
+
+    def _complete(self, inbound: Inbound, *, bot_user_id: str | None) -> Event | None:
+        """The event with what the payload lacks (author name, thread context); None if not for us."""
+        event, key = inbound.event, inbound.key
+        if isinstance(event, HumanMessage) and not self.store.exists(key):
+            if not inbound.is_dm:
+                return None  # a reply in a thread the bot is not part of
+            event = Start(event_id=event.event_id, user_id=event.user_id, text=event.text, files=event.files)
+        if isinstance(event, Start) and inbound.needs_context and not self.store.exists(key):
+            event = event.model_copy(update={"context": self._context(inbound, bot_user_id=bot_user_id)})
+        if isinstance(event, Start | HumanMessage) and not event.user_name:
+            event = event.model_copy(update={"user_name": self.user_name(key.team_id, event.user_id)})
+        return event
+
+    def _context(self, inbound: Inbound, *, bot_user_id: str | None) -> tuple[PriorMessage, ...]:
+        try:
+            replies = self.platform.thread_messages(inbound.key)
+        except PlatformError as exc:
+            logger.warning("conversation %s: no thread context: %s", inbound.key.id, exc)
+            return ()
+        team = inbound.key.team_id
+        return prior_messages(
+            replies,
+            before_ts=inbound.message_ts,
+            bot_user_id=bot_user_id,
+            name_of=lambda user_id: self.user_name(team, user_id),
+        )
+
+    def user_name(self, team_id: str, user_id: str) -> str:
+        """A person's display name (cached in Redis for a day); "" when Slack does not say."""
+        cache = f"{self.prefix}:user:{team_id}:{user_id}"
+        if cache in self._names:
+            return self._names[cache]
+        cached = self.redis.get(cache)
+        if cached is not None:
+            return self._remember(cache, cached.decode() if isinstance(cached, bytes) else str(cached))
+        try:
+            user = self.platform.client.users_info(user=user_id).get("user") or {}
+        except (SlackApiError, SlackClientError, OSError) as exc:
+            logger.warning("no name for user %s: %s", user_id, exc)
+            return ""
+        profile = user.get("profile") or {}
+        name = str(profile.get("display_name") or profile.get("real_name") or user.get("name") or "")
+        self.redis.set(cache, name, ex=USER_NAME_TTL)
+        return self._remember(cache, name)
+
+    def _remember(self, cache: str, name: str) -> str:
+        if len(self._names) >= NAMES_IN_MEMORY:
+            self._names.clear()  # crude but bounded; names are re-read from Redis
+        self._names[cache] = name
+        return name
+
+
+def build_app(
+    settings: Settings,
+    *,
+    bridge: Bridge,
+    socket_mode: bool = False,
+    token_verification: bool = True,
+) -> App:
+    """The Bolt app for these settings, with every listener registered."""
+    secret = settings.slack_signing_secret.get_secret_value()
+    if not socket_mode and not secret:
+        raise ConfigError("SLACK_SIGNING_SECRET: required to serve Slack over HTTP (or set SLACK_APP_TOKEN)")
+    app = App(
+        client=bridge.platform.client,
+        signing_secret=secret,
+        request_verification_enabled=not socket_mode,
+        token_verification_enabled=token_verification,
+        # Listeners only touch Redis, so they finish before the response: the ack means "stored".
+        process_before_response=True,
+        logger=logging.getLogger("agentbot.slack.bolt"),
+    )
+    register_listeners(app, bridge=bridge)
+    return app
+
+
+def register_listeners(app: App, *, bridge: Bridge) -> None:
+    """Every Slack entry point of agentbot."""
+
+    @app.event("app_mention")
+    def on_mention(body: dict[str, Any], context: BoltContext) -> None:
+        bridge.on_event(body, bot_user_id=context.bot_user_id)
+
+    @app.event("message")
+    def on_message(body: dict[str, Any], context: BoltContext) -> None:
+        bridge.on_event(body, bot_user_id=context.bot_user_id)
+
+    @app.action(ACTION_PATTERN)
+    def on_button(ack: Callable[[], None], body: dict[str, Any]) -> None:
+        ack()
+        bridge.on_action(body)
+
+    @app.error
+    def on_error(error: Exception, request: BoltRequest, response: BoltResponse | None) -> None:
+        retry = request.headers.get("x-slack-retry-num", [""])[0]
+        logger.exception("slack request failed (retry %s): %s", retry or "0", error, exc_info=error)
+        if response is not None:
+            response.status = 500  # Slack retries the event; dedupe was released for it
