@@ -120,6 +120,12 @@ def test_mention_starts_a_conversation_in_its_own_thread() -> None:
     assert (inbound.message_ts, inbound.needs_context, inbound.is_dm) == (ROOT, False, False)
 
 
+def test_mention_with_a_team_prefix_chooses_that_team() -> None:
+    inbound = parse_event(envelope(mention(text=f"<@{BOT}> team:analysts plot sales")), bot_user_id=BOT)
+    assert inbound is not None
+    assert inbound.event == Start(event_id="Ev01", user_id="UANA", text="plot sales", team="analysts")
+
+
 def test_mention_inside_a_thread_starts_there_and_asks_for_context() -> None:
     inbound = parse_event(envelope(mention(ts=REPLY, thread_ts=ROOT)), bot_user_id=BOT)
     assert inbound is not None
