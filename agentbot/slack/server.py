@@ -14,14 +14,15 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import queue
 import signal
 import socket
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import FrameType
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import redis
 from slack_bolt import App
@@ -41,7 +42,8 @@ EVENTS_PATH = "/slack/events"
 HEALTH_PATH = "/healthz"
 MAX_BODY = 1_000_000  # Slack's payloads are a few KB; refuse anything absurd before reading it
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
-FAILED_START = 5.0  # a child that dies this soon after its fork is broken, not unlucky: give up
+FAILED_START = 5.0  # a child that fails this soon after its fork is broken, not unlucky: give up
+IDLE_THREAD_TTL = 60.0  # how long a request thread waits for the next connection before it ends
 STOP_GRACE = 20.0  # then SIGKILL (platforms such as Heroku allow 30 s after SIGTERM)
 
 
@@ -58,7 +60,7 @@ def serve(settings: Settings) -> None:
         handler.start()  # type: ignore[no-untyped-call]  # slack_bolt: no hints
         return
     server = SlackHTTPServer(("0.0.0.0", settings.port), SlackRequestHandler)
-    processes = settings.web_concurrency if settings.redis_url and hasattr(os, "fork") else 1
+    processes = web_processes(settings)
     logger.info(
         "serving Slack on http://0.0.0.0:%d%s (%d process%s)",
         server.server_address[1], EVENTS_PATH, processes, "es" if processes > 1 else "",
@@ -69,8 +71,18 @@ def serve(settings: Settings) -> None:
         Prefork(settings, server, processes).run()
 
 
-def serve_http(settings: Settings, server: SlackHTTPServer) -> None:
-    """Serve `server`'s socket from this process until SIGTERM/SIGINT (its runtime built here)."""
+def web_processes(settings: Settings) -> int:
+    """How many HTTP processes to run: `WEB_CONCURRENCY`, but one in the embedded mode (or without fork)."""
+    return settings.web_concurrency if settings.redis_url and hasattr(os, "fork") else 1
+
+
+def serve_http(settings: Settings, server: SlackHTTPServer, *, parent: int | None = None) -> None:
+    """Serve `server`'s socket from this process until SIGTERM/SIGINT (its runtime built here).
+
+    A child of `Prefork` passes its `parent`'s pid, and stops if that parent dies without stopping it.
+    """
+    if parent is not None:
+        _stop_when_orphaned(server, parent)
     rt, platform = build_runtime(settings)
     bridge = Bridge(store=rt.store, queue=rt.queue, redis=rt.redis, platform=platform)
     bind_app(server, build_app(settings, bridge=bridge), redis_client=rt.redis)
@@ -78,7 +90,9 @@ def serve_http(settings: Settings, server: SlackHTTPServer) -> None:
     try:
         server.serve_forever()
     finally:
-        server.server_close()
+        server.server_close()  # no new connections; the requests in flight are answered
+        if not server.wait_idle(STOP_GRACE / 2):
+            logger.warning("stopping with requests still in flight")
         bridge.background.shutdown(wait=True, cancel_futures=True)
 
 
@@ -146,11 +160,14 @@ class Prefork:
             started = self.children.pop(pid, None)
             if started is None or self.stopping:
                 continue
-            code = os.waitstatus_to_exitcode(status)
-            if time.monotonic() - started < FAILED_START:
+            code = os.waitstatus_to_exitcode(status)  # negative: killed by that signal
+            young = time.monotonic() - started < FAILED_START
+            if young and code > 0:  # it failed on its own while starting: another would too
                 self._stop(0, None)
                 raise SystemExit(f"agentbot: a web process exited with {code} at start; see the log above")
             logger.error("web process %d exited with %d; starting another", pid, code)
+            if young:
+                time.sleep(1)  # no tight loop of forks if something keeps killing them
             self._fork()
 
     def _fork(self) -> None:
@@ -163,7 +180,7 @@ class Prefork:
             signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
             code = 0
             try:
-                serve_http(self.settings, self.server)
+                serve_http(self.settings, self.server, parent=os.getppid())
             except BaseException:
                 logger.exception("web process %d failed", os.getpid())
                 code = 1
@@ -197,21 +214,85 @@ class Prefork:
         self.children.clear()
 
 
+def _stop_when_orphaned(server: SlackHTTPServer, parent: int) -> None:
+    """A parent killed outright (SIGKILL) cannot stop its children: they notice, and stop on their own."""
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(1)
+        logger.warning("the parent web process %d is gone: stopping", parent)
+        server.shutdown()
+
+    threading.Thread(target=watch, name="orphan-watch", daemon=True).start()
+
+
 def _kill(pid: int, sig: signal.Signals) -> None:
     with contextlib.suppress(ProcessLookupError):
         os.kill(pid, sig)
 
 
 class SlackHTTPServer(ThreadingHTTPServer):
-    """A thread per connection, and a listen backlog for Slack's bursts (socketserver's default is 5)."""
+    """A thread per connection in flight, and a listen backlog for Slack's bursts (the default is 5).
+
+    Threads are reused: one that has finished its connection waits `IDLE_THREAD_TTL` seconds for the
+    next before it ends, and a connection that finds no waiting thread gets a new one, so a slow client
+    still never holds up the others, while a burst does not pay for starting a thread per request.
+    """
 
     daemon_threads = True
     request_queue_size = 1024
 
-    def get_request(self) -> tuple[socket.socket, tuple[str, int]]:
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._lock = threading.Lock()
+        self._work: queue.SimpleQueue[tuple[socket.socket, Any]] = queue.SimpleQueue()
+        self._idle = 0  # threads waiting for `_work`; a put is always paired with a decrement
+        self._busy = 0  # requests being answered (not connections: a kept-alive one may idle)
+        self._done = threading.Condition(self._lock)
+
+    def get_request(self) -> tuple[socket.socket, Any]:
         connection, address = self.socket.accept()
         connection.setblocking(True)  # whatever the listening socket is (non-blocking when shared)
         return connection, address
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        with self._lock:
+            if self._idle:
+                self._idle -= 1
+                self._work.put((request, client_address))
+                return
+        threading.Thread(target=self._serve, args=(request, client_address), daemon=True).start()
+
+    @contextlib.contextmanager
+    def answering(self) -> Iterator[None]:
+        """Count a request in flight, for `wait_idle`."""
+        with self._lock:
+            self._busy += 1
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._busy -= 1
+                self._done.notify_all()
+
+    def wait_idle(self, timeout: float) -> bool:
+        """Wait until no request is being answered (at most `timeout` s); True if none is."""
+        with self._done:
+            return self._done.wait_for(lambda: self._busy == 0, timeout)
+
+    def _serve(self, request: socket.socket, client_address: Any) -> None:
+        while True:
+            self.process_request_thread(request, client_address)
+            with self._lock:
+                self._idle += 1
+            try:
+                request, client_address = self._work.get(timeout=IDLE_THREAD_TTL)
+            except queue.Empty:
+                with self._lock:
+                    if self._work.empty():  # nobody counted on this thread: it may end
+                        self._idle -= 1
+                        return
+                    request, client_address = self._work.get_nowait()  # handed over as it timed out
 
 
 class SlackRequestHandler(BaseHTTPRequestHandler):
@@ -242,12 +323,14 @@ class SlackRequestHandler(BaseHTTPRequestHandler):
         if length > MAX_BODY:
             self._send(413, b"payload too large")
             return
-        body = self.rfile.read(length).decode("utf-8", errors="replace")
-        headers: dict[str, str | Sequence[str]] = {
-            name.lower(): self.headers.get_all(name) or [] for name in self.headers
-        }
-        response = self.app.dispatch(BoltRequest(body=body, query=query, headers=headers))
-        self._send_bolt(response)
+        server = self.server
+        with server.answering() if isinstance(server, SlackHTTPServer) else contextlib.nullcontext():
+            body = self.rfile.read(length).decode("utf-8", errors="replace")
+            headers: dict[str, str | Sequence[str]] = {
+                name.lower(): self.headers.get_all(name) or [] for name in self.headers
+            }
+            response = self.app.dispatch(BoltRequest(body=body, query=query, headers=headers))
+            self._send_bolt(response)
 
     def log_message(self, format: str, *args: object) -> None:  # stdlib's signature
         logger.debug("%s " + format, self.address_string(), *args)

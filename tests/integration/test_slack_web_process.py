@@ -1,0 +1,299 @@
+"""The ack path on real Redis and the `web` process itself: dedupe with the append, threads, processes."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+from slack_bolt.response import BoltResponse
+
+from agentbot.conversation.events import Start
+from agentbot.conversation.state import ConversationKey, ConversationState, Policy
+from agentbot.errors import StoreError
+from agentbot.settings import load_settings
+from agentbot.slack.app import DEDUPE_TTL, Bridge
+from agentbot.slack.parse import parse_event
+from agentbot.slack.platform import SlackPlatform
+from agentbot.slack.server import SlackHTTPServer, SlackRequestHandler, bind_app, web_processes
+from agentbot.store import RedisStore
+from tests.conftest import free_port
+from tests.fakes.slack_server import BOT_USER_ID, TEAM_ID, TOKEN, FakeSlack, sign
+
+pytestmark = pytest.mark.redis
+
+ROOT = Path(__file__).resolve().parents[2]
+SECRET = "test-signing-secret"
+KEY = ConversationKey(team_id=TEAM_ID, channel_id="C0001", thread_ts="1700000000.000100")
+
+
+def start(event_id: str = "Ev1") -> Start:
+    return Start(event_id=event_id, user_id="UANA", text="plot sin(x)")
+
+
+# -- the store: dedupe and append in one round trip ------------------------------------------------
+
+
+def test_append_event_once_appends_and_marks_together(redis_client: redis.Redis) -> None:
+    store = RedisStore(redis_client)
+    first = store.append_event_once(KEY, start(), marker="seen:Ev1", ttl=60)
+    again = store.append_event_once(KEY, start(), marker="seen:Ev1", ttl=60)
+    other = store.append_event_once(KEY, start("Ev2"), marker="seen:Ev2", ttl=60)
+
+    assert first is not None and other is not None and again is None
+    assert [event_id for event_id, _ in store.events_after(KEY, "0-0")] == [first, other]
+    assert 0 < redis_client.ttl("seen:Ev1") <= 60
+    assert redis_client.ttl(store.inbox_key(KEY)) > 0
+
+
+def test_append_event_once_under_concurrent_duplicates_appends_once(redis_client: redis.Redis) -> None:
+    store = RedisStore(redis_client)
+    results: list[str | None] = []
+    threads = [
+        threading.Thread(
+            target=lambda: results.append(store.append_event_once(KEY, start(), marker="m", ttl=60))
+        )
+        for _ in range(20)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sum(result is not None for result in results) == 1
+    assert len(store.events_after(KEY, "0-0")) == 1
+
+
+def test_exists_without_reading_the_state(redis_client: redis.Redis) -> None:
+    store = RedisStore(redis_client)
+    assert not store.exists(KEY)
+    now = datetime.now(UTC)
+    store.save(ConversationState(key=KEY, created_at=now, updated_at=now, starter_id="UANA", policy=Policy()))
+    assert store.exists(KEY)
+
+
+# -- the bridge: a failed enqueue lets Slack's retry in again ---------------------------------------
+
+
+class FailingQueue:
+    def __init__(self) -> None:
+        self.fail = True
+        self.enqueued: list[ConversationKey] = []
+
+    def enqueue_step(self, key: ConversationKey) -> None:
+        if self.fail:
+            raise StoreError("redis: connection lost", retryable=True)
+        self.enqueued.append(key)
+
+
+def mention_body(event_id: str) -> dict[str, Any]:
+    ts = "1700000000.000100"
+    return {
+        "team_id": TEAM_ID, "event_id": event_id, "type": "event_callback",
+        "event": {"type": "app_mention", "user": "UANA", "text": f"<@{BOT_USER_ID}> hi", "ts": ts,
+                  "channel": "C0001", "event_ts": ts},
+    }  # fmt: skip
+
+
+def test_a_failed_enqueue_releases_the_dedupe_marker(redis_client: redis.Redis) -> None:
+    with FakeSlack() as slack:
+        settings = load_settings(slack_bot_token=TOKEN, slack_api_url=slack.api_url)
+        queue = FailingQueue()
+        store = RedisStore(redis_client)
+        bridge = Bridge(
+            store=store, queue=queue, redis=redis_client,
+            platform=SlackPlatform.from_settings(settings, redis_client),
+        )  # fmt: skip
+        bridge._names[f"{bridge.prefix}:user:{TEAM_ID}:UANA"] = "Ana"
+        body = mention_body("EvRetry")
+        assert parse_event(body, bot_user_id=BOT_USER_ID) is not None
+
+        with pytest.raises(StoreError):
+            bridge.on_event(body, bot_user_id=BOT_USER_ID)
+        assert redis_client.exists(f"{bridge.prefix}:seen:{TEAM_ID}:EvRetry") == 0
+
+        queue.fail = False
+        bridge.on_event(body, bot_user_id=BOT_USER_ID)  # Slack's retry
+        bridge.on_event(body, bot_user_id=BOT_USER_ID)  # and a second one: a duplicate
+        bridge.background.shutdown(wait=True)
+        assert queue.enqueued == [KEY]
+        assert 0 < redis_client.ttl(f"{bridge.prefix}:seen:{TEAM_ID}:EvRetry") <= DEDUPE_TTL
+
+
+# -- the HTTP server: threads reused, a slow request holds up nobody, stop waits for answers -------
+
+
+class SlowApp:
+    def __init__(self) -> None:
+        self.release = threading.Event()
+        self.threads: set[int] = set()
+
+    def dispatch(self, request: Any) -> BoltResponse:
+        self.threads.add(threading.get_ident())
+        if "slow" in request.body:
+            self.release.wait(10)
+        return BoltResponse(status=200, body="ok")
+
+
+@pytest.fixture
+def slow_server() -> Iterator[tuple[SlackHTTPServer, SlowApp]]:
+    app = SlowApp()
+    server = SlackHTTPServer(("127.0.0.1", 0), SlackRequestHandler)
+    bind_app(server, app, redis_client=redis.Redis())  # type: ignore[arg-type]  # a stand-in app
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05})
+    thread.start()
+    yield server, app
+    app.release.set()
+    server.shutdown()
+    server.server_close()
+    thread.join(5)
+
+
+def post(server: SlackHTTPServer, body: str) -> int:
+    connection = http.client.HTTPConnection("127.0.0.1", server.server_address[1], timeout=10)
+    try:
+        connection.request("POST", "/slack/events", body=body.encode())
+        return connection.getresponse().status
+    finally:
+        connection.close()
+
+
+def test_request_threads_are_reused(slow_server: tuple[SlackHTTPServer, SlowApp]) -> None:
+    server, app = slow_server
+    for _ in range(30):
+        assert post(server, "quick") == 200
+    # One thread would do; a new one starts only when a request arrives before the last thread is
+    # back waiting (a race a busy machine makes likely), so allow a few.
+    assert len(app.threads) <= 10
+
+
+def test_a_slow_request_holds_up_nobody_and_stop_waits_for_it(
+    slow_server: tuple[SlackHTTPServer, SlowApp],
+) -> None:
+    server, app = slow_server
+    slow = threading.Thread(target=post, args=(server, "slow"))
+    slow.start()
+    time.sleep(0.2)
+    started = time.monotonic()
+    assert post(server, "quick") == 200
+    assert time.monotonic() - started < 1
+    assert not server.wait_idle(0.2)  # the slow one is still being answered
+    app.release.set()
+    assert server.wait_idle(5)
+    slow.join(5)
+
+
+# -- the web process: WEB_CONCURRENCY processes on one port, replaced when they die, SIGTERM stops --
+
+
+def test_embedded_mode_is_one_process() -> None:
+    assert web_processes(load_settings(redis_url=None, web_concurrency=4)) == 1
+    assert web_processes(load_settings(redis_url="redis://x", web_concurrency=4)) == 4
+
+
+def children(pid: int) -> list[int]:
+    found = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        found += [int(child) for child in (task / "children").read_text().split()]
+    return found
+
+
+def wait_for(check: Any, timeout: float = 15.0) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = check()
+        if value:
+            return value
+        time.sleep(0.05)
+    raise AssertionError("timed out")
+
+
+def healthy(port: int) -> bool:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2) as response:
+            return bool(response.status == 200)
+    except OSError:
+        return False
+
+
+def signed_mention(port: int, event_id: str) -> int:
+    ts = f"{time.time():.6f}"
+    body = json.dumps(
+        {
+            "team_id": TEAM_ID, "api_app_id": "A0001", "type": "event_callback", "event_id": event_id,
+            "event": {"type": "app_mention", "user": "UANA", "text": f"<@{BOT_USER_ID}> hi", "ts": ts,
+                      "channel": "C0001", "event_ts": ts},
+            "authorizations": [{"team_id": TEAM_ID, "user_id": BOT_USER_ID, "is_bot": True}],
+        }
+    ).encode()  # fmt: skip
+    headers = {"Content-Type": "application/json", **sign(body, SECRET)}
+    request = urllib.request.Request(f"http://127.0.0.1:{port}/slack/events", data=body, headers=headers)
+    with urllib.request.urlopen(request, timeout=10) as response:
+        return int(response.status)
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").exists(), reason="reads the process tree from /proc")
+def test_web_processes_share_the_port_are_replaced_and_stop_on_sigterm(
+    redis_url: str, redis_client: redis.Redis
+) -> None:
+    port = free_port()
+    with FakeSlack() as slack:
+        env = {
+            **os.environ, "REDIS_URL": redis_url, "SLACK_API_URL": slack.api_url, "SLACK_BOT_TOKEN": TOKEN,
+            "SLACK_SIGNING_SECRET": SECRET, "SLACK_APP_TOKEN": "", "PORT": str(port), "WEB_CONCURRENCY": "2",
+            "AGENTBOT_EXECUTOR": "none", "AGENTBOT_LOG_LEVEL": "WARNING", "OPENAI_API_KEY": "unused",
+        }  # fmt: skip
+        with subprocess.Popen([sys.executable, "-m", "agentbot", "web"], cwd=ROOT, env=env) as proc:
+            try:
+                wait_for(lambda: healthy(port))
+                first = wait_for(lambda: len(children(proc.pid)) == 2 and children(proc.pid))
+
+                ids = [f"Ev{uuid.uuid4().hex[:10]}" for _ in range(20)]
+                assert all(signed_mention(port, event_id) == 200 for event_id in ids)
+                seen = redis_client.keys(f"agentbot:slack:seen:{TEAM_ID}:*")
+                assert len(seen) == 20
+
+                os.kill(first[0], signal.SIGKILL)  # a child dies: another takes its place
+                replaced = wait_for(
+                    lambda: len(now := children(proc.pid)) == 2 and first[0] not in now and now
+                )
+                assert first[1] in replaced
+                assert signed_mention(port, "EvAfterCrash") == 200
+
+                proc.send_signal(signal.SIGTERM)
+                assert proc.wait(timeout=15) == 0
+                for pid in replaced:
+                    assert not Path(f"/proc/{pid}").exists() or "Z" in Path(f"/proc/{pid}/stat").read_text()
+            finally:
+                if proc.poll() is None:
+                    proc.kill()
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").exists(), reason="reads the process tree from /proc")
+def test_web_processes_stop_when_their_parent_is_killed(redis_url: str) -> None:
+    port = free_port()
+    with FakeSlack() as slack:
+        env = {
+            **os.environ, "REDIS_URL": redis_url, "SLACK_API_URL": slack.api_url, "SLACK_BOT_TOKEN": TOKEN,
+            "SLACK_SIGNING_SECRET": SECRET, "SLACK_APP_TOKEN": "", "PORT": str(port), "WEB_CONCURRENCY": "2",
+            "AGENTBOT_EXECUTOR": "none", "AGENTBOT_LOG_LEVEL": "ERROR", "OPENAI_API_KEY": "unused",
+        }  # fmt: skip
+        with subprocess.Popen([sys.executable, "-m", "agentbot", "web"], cwd=ROOT, env=env) as proc:
+            try:
+                wait_for(lambda: healthy(port))
+                pids = wait_for(lambda: len(children(proc.pid)) == 2 and children(proc.pid))
+            finally:
+                proc.kill()
+            wait_for(lambda: not any(Path(f"/proc/{pid}").exists() for pid in pids), timeout=10)
