@@ -14,6 +14,7 @@ import pytest
 
 from agentbot.conversation.ports import CodeExecutor
 from agentbot.sandbox.local import LocalExecutor
+from tests.sandbox.docker_fixtures import make_docker_executor
 
 
 @dataclass(frozen=True)
@@ -34,7 +35,7 @@ def _local(request: pytest.FixtureRequest, limits: Limits) -> CodeExecutor:
 
 
 Factory = Callable[[pytest.FixtureRequest, Limits], CodeExecutor]
-FACTORIES: dict[str, Factory] = {"local": _local}
+FACTORIES: dict[str, Factory] = {"docker": make_docker_executor, "local": _local}
 
 MakeExecutor = Callable[[Limits], CodeExecutor]
 
