@@ -67,5 +67,20 @@ def _worker(settings: Settings, args: argparse.Namespace) -> int:
     rt = runtime.build(settings, platform=SlackPlatform.from_settings(settings))
     runtime.install(rt)
     rt.ports()  # fail at start, with one clear line, if the LLM or executor is misconfigured
+    _housekeeping(rt.executor)
     run_worker(rt, burst=args.burst, simple=args.simple)
     return 0
+
+
+def _housekeeping(executor: object) -> None:
+    """At worker start: retire sandbox containers left by dead workers, drop idle workspaces."""
+    from agentbot.errors import SandboxError  # noqa: PLC0415
+    from agentbot.sandbox.docker import DockerExecutor  # noqa: PLC0415
+
+    if not isinstance(executor, DockerExecutor):
+        return
+    try:
+        executor.reap()
+        executor.cleanup_idle()
+    except SandboxError as exc:  # the engine may be down now; runs will say so in their threads
+        logging.getLogger(__name__).warning("sandbox housekeeping skipped: %s", exc)
