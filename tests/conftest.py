@@ -41,11 +41,8 @@ def redis_url() -> Iterator[str]:
     assert binary is not None
     port = free_port()
     workdir = tempfile.mkdtemp(prefix="agentbot-redis-")
-    proc = subprocess.Popen(
-        [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-         "--dir", workdir],
-        stdout=subprocess.DEVNULL,
-    )
+    options = ["--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", workdir]
+    proc = subprocess.Popen([binary, "--port", str(port), *options], stdout=subprocess.DEVNULL)
     url = f"redis://127.0.0.1:{port}/0"
     deadline = time.monotonic() + 10
     while True:
