@@ -401,15 +401,20 @@ def on_failure(state: ConversationState, text: str) -> ConversationState:
 def _propose_run(state: ConversationState, blocks: tuple[CodeBlock, ...], now: datetime) -> ConversationState:
     run = _new_run(state, blocks, now)
     state = state.model_copy(update={"run": run, "run_seq": state.run_seq + 1})
-    card = ApprovalPost(
+    return _to(_emit(state, _card(run), ref=f"card:{run.run_id}"), Phase.AWAITING_APPROVAL)
+
+
+def _card(run: PendingRun, decision: Decision | None = None) -> ApprovalPost:
+    """The approval card of `run`: with buttons until `decision`, then showing who decided."""
+    return ApprovalPost(
         run_id=run.run_id,
         code_hash=run.code_hash,
         blocks=run.blocks,
-        requested_by=state.starter_id,
+        requested_by=run.requested_by,
         approvers=run.approvers,
         expires_at=run.expires_at,
+        decision=decision,
     )
-    return _to(_emit(state, card, ref=f"card:{run.run_id}"), Phase.AWAITING_APPROVAL)
 
 
 def _new_run(state: ConversationState, blocks: tuple[CodeBlock, ...], now: datetime) -> PendingRun:
@@ -436,15 +441,8 @@ def _decide(state: ConversationState, outcome: str, user_id: str | None, now: da
     run = state.run
     assert run is not None
     decided = run.model_copy(update={"status": _RUN_STATUS[outcome], "decided_by": user_id})
-    card = ApprovalPost(
-        run_id=run.run_id,
-        code_hash=run.code_hash,
-        blocks=run.blocks,
-        requested_by=run.requested_by,
-        approvers=run.approvers,
-        expires_at=run.expires_at,
-        decision=Decision.model_validate({"outcome": outcome, "user_id": user_id, "at": now}),
-    )
+    decision = Decision.model_validate({"outcome": outcome, "user_id": user_id, "at": now})
+    card = _card(run, decision)
     return _emit(state.model_copy(update={"run": decided}), card, update_ref=f"card:{run.run_id}")
 
 
