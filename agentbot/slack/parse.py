@@ -130,15 +130,7 @@ def _from_mention(event: Payload, *, team_id: str, event_id: str, bot_user_id: s
     text = plain_text(str(event.get("text") or ""), bot_user_id=bot_user_id)
     if is_stop(text):
         return Inbound(key=key, event=Stop(event_id=event_id, user_id=user_id), message_ts=ts)
-    team, text = split_team_prefix(text)
-    start = Start(
-        event_id=event_id,
-        user_id=user_id,
-        text=text,
-        user_name=_user_name(event),
-        files=_files(event),
-        team=team,
-    )
+    start = _start(event, text=text, event_id=event_id, user_id=user_id)
     return Inbound(key=key, event=start, message_ts=ts, needs_context=thread_ts != ts)
 
 
@@ -165,17 +157,22 @@ def _reply_event(event: Payload, *, text: str, event_id: str, user_id: str, top_
     if is_stop(text):
         return Stop(event_id=event_id, user_id=user_id)
     if top_level:  # a new direct message to the bot starts a conversation in its own thread
-        team, text = split_team_prefix(text)
-        return Start(
-            event_id=event_id,
-            user_id=user_id,
-            text=text,
-            user_name=_user_name(event),
-            files=_files(event),
-            team=team,
-        )
+        return _start(event, text=text, event_id=event_id, user_id=user_id)
     return HumanMessage(
         event_id=event_id, user_id=user_id, text=text, user_name=_user_name(event), files=_files(event)
+    )
+
+
+def _start(event: Payload, *, text: str, event_id: str, user_id: str) -> Start:
+    """A conversation starts; a leading `team:<name>` chooses its agent team."""
+    team, task = split_team_prefix(text)
+    return Start(
+        event_id=event_id,
+        user_id=user_id,
+        text=task,
+        user_name=_user_name(event),
+        files=_files(event),
+        team=team,
     )
 
 
