@@ -110,7 +110,6 @@ def main(argv: list[str] | None = None) -> int:
     fake.httpd.RequestHandlerClass = type(
         "BoundControlledSlackHandler", (ControlledSlackHandler,), {"state": fake.state, "fake": fake}
     )
-    fake.httpd.socket.listen(1024)  # socketserver's backlog of 5 resets bursts of connections
     with fake:
         print(f"READY {fake.api_url}", flush=True)
         stop.wait()

@@ -9,11 +9,17 @@ from types import TracebackType
 from typing import Self
 
 
+class LoopbackHTTPServer(ThreadingHTTPServer):
+    """A threaded HTTP server with a real listen backlog: socketserver's default of 5 resets bursts."""
+
+    request_queue_size = 1024
+
+
 class LoopbackServer:
     """Serves `handler_class` on 127.0.0.1 (a free port unless given) until `close()`."""
 
     def __init__(self, handler_class: type[BaseHTTPRequestHandler], *, port: int = 0) -> None:
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", port), handler_class)
+        self.httpd = LoopbackHTTPServer(("127.0.0.1", port), handler_class)
         self.httpd.daemon_threads = True
         self.port: int = self.httpd.server_address[1]
         # A short poll interval keeps shutdown() (which waits for one poll) fast in teardown.

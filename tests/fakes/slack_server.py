@@ -35,12 +35,11 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from http.server import ThreadingHTTPServer
 from types import FrameType, TracebackType
 from typing import Any, ClassVar, Self
 from urllib.parse import parse_qsl
 
-from tests.fakes.http import QuietHandler
+from tests.fakes.http import LoopbackHTTPServer, QuietHandler
 
 BOT_USER_ID = "UBOT"
 BOT_ID = "BBOT"
@@ -100,7 +99,7 @@ class FakeSlack:
     def __init__(self, *, port: int = 0, token: str = TOKEN) -> None:
         self.state = FakeSlackState(token=token)
         handler = type("BoundSlackHandler", (_SlackHandler,), {"state": self.state, "fake": self})
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", port), handler)
+        self.httpd = LoopbackHTTPServer(("127.0.0.1", port), handler)
         self.httpd.daemon_threads = True
         self.port: int = self.httpd.server_address[1]
         self._thread = threading.Thread(
