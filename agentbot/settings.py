@@ -61,6 +61,7 @@ class Settings(BaseSettings):
     sandbox_cpus: float = Field(1.0, gt=0, validation_alias=_env("AGENTBOT_SANDBOX_CPUS"))
     sandbox_pids: int = Field(128, gt=0, validation_alias=_env("AGENTBOT_SANDBOX_PIDS"))
     sandbox_disk: str = Field("256m", validation_alias=_env("AGENTBOT_SANDBOX_DISK"))
+    sandbox_warm_seconds: float = Field(600.0, gt=0, validation_alias=_env("AGENTBOT_SANDBOX_WARM_SECONDS"))
     output_limit: int = Field(64_000, gt=0, validation_alias=_env("AGENTBOT_OUTPUT_LIMIT"))
     artifact_limit: int = Field(10_000_000, gt=0, validation_alias=_env("AGENTBOT_ARTIFACT_LIMIT"))
     workspace_ttl: int = Field(7 * 86400, gt=0, validation_alias=_env("AGENTBOT_WORKSPACE_TTL"))

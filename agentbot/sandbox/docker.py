@@ -337,6 +337,7 @@ class DockerExecutor:
             cpus=settings.sandbox_cpus,
             pids=settings.sandbox_pids,
             disk=settings.sandbox_disk,
+            warm_seconds=settings.sandbox_warm_seconds,
             output_limit=settings.output_limit,
             artifact_limit=settings.artifact_limit,
             workspace_ttl=settings.workspace_ttl,

@@ -98,6 +98,7 @@ def test_code_approval_and_executor_are_case_insensitive(monkeypatch: pytest.Mon
         pytest.param("AGENTBOT_MAX_COST_USD", "-5", id="negative_budget"),
         pytest.param("AGENTBOT_LLM_TIMEOUT", "soon", id="timeout_not_a_number"),
         pytest.param("PORT", "70000", id="port_out_of_range"),
+        pytest.param("AGENTBOT_SANDBOX_WARM_SECONDS", "0", id="zero_warm_seconds"),
     ],
 )
 def test_bad_value_fails_with_one_line_naming_the_variable(
@@ -188,3 +189,11 @@ def test_settings_are_frozen() -> None:
     settings: Settings = load_settings()
     with pytest.raises(ValueError, match="frozen"):
         settings.executor = "local"  # type: ignore[misc]  # assigning is what this test checks fails
+
+
+def test_sandbox_warm_seconds_reach_the_docker_executor(monkeypatch: pytest.MonkeyPatch) -> None:
+    from agentbot.sandbox.docker import DockerExecutor  # builds no client until it runs code
+
+    assert DockerExecutor.from_settings(load_settings()).warm_seconds == 600.0
+    monkeypatch.setenv("AGENTBOT_SANDBOX_WARM_SECONDS", "45")
+    assert DockerExecutor.from_settings(load_settings()).warm_seconds == 45.0
