@@ -43,7 +43,9 @@ class ConsolePlatform:
         if post.kind == "approval" and post.decision is not None:
             self._print(f"[run {post.run_id}: {post.decision.outcome}]")
 
-    def upload(self, key: ConversationKey, artifacts: Sequence[Artifact]) -> None:
+    def upload(
+        self, key: ConversationKey, artifacts: Sequence[Artifact], *, run_id: str, resume: bool = False
+    ) -> None:
         self._output_dir.mkdir(parents=True, exist_ok=True)
         for artifact in artifacts:
             path = self._output_dir / Path(artifact.name).name

@@ -56,7 +56,9 @@ class NullPlatform:
     def update(self, key: ConversationKey, message_id: str, post: Post) -> None:
         return None
 
-    def upload(self, key: ConversationKey, artifacts: Sequence[Artifact]) -> None:
+    def upload(
+        self, key: ConversationKey, artifacts: Sequence[Artifact], *, run_id: str, resume: bool = False
+    ) -> None:
         return None
 
     def download(self, file: FileRef) -> bytes:

@@ -276,7 +276,8 @@ def _send(ports: Ports, state: ConversationState, item: OutboxItem, effect_id: s
     try:
         if post.kind == "upload":
             artifacts = ports.store.get_artifacts(f"{state.key.slug}-{post.run_id}")
-            ports.platform.upload(state.key, artifacts)
+            resume = item.status == "sending"  # tried before: Slack may have taken it, the answer lost
+            ports.platform.upload(state.key, artifacts, run_id=post.run_id, resume=resume)
             return ""
         if item.update_ref is not None:
             message_id = state.message_refs.get(item.update_ref)

@@ -60,7 +60,11 @@ class ChatPlatform(Protocol):
 
     def update(self, key: ConversationKey, message_id: str, post: Post) -> None: ...
 
-    def upload(self, key: ConversationKey, artifacts: Sequence[Artifact]) -> None: ...
+    def upload(
+        self, key: ConversationKey, artifacts: Sequence[Artifact], *, run_id: str, resume: bool = False
+    ) -> None:
+        """Share a run's files in the thread; with `resume`, skip what an earlier attempt already shared."""
+        ...
 
     def download(self, file: FileRef) -> bytes:
         """The bytes of a file a person shared (raises `PlatformError` above the size cap)."""

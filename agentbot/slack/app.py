@@ -7,12 +7,18 @@ acknowledgement goes back within milliseconds and only once the event is safely 
 (the first status, the engine's turn) happens elsewhere. Slack's retries (`X-Slack-Retry-Num`) are not
 dropped blindly: they go through dedupe, so a retry of an event that failed before it was stored still
 gets through, and one that was stored is ignored.
+
+Three entry points start no conversation and make one Slack call of their own: `teams` / `help`
+(posted in the thread before the ack, so a failure is retried by Slack), a slash command with a task
+(its root message is posted before the conversation is stored in that message's thread), and a
+sub-team's Details button (the modal opened after the ack, within the click's 3-second trigger).
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
+import re
 from collections.abc import Callable
 from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -25,11 +31,28 @@ from slack_sdk.errors import SlackApiError, SlackClientError
 
 from agentbot.conversation.events import Event, HumanMessage, PriorMessage, Start
 from agentbot.conversation.ports import ConversationStore, JobQueue
+from agentbot.conversation.posts import NoticePost
 from agentbot.conversation.state import ConversationKey
-from agentbot.errors import ConfigError, PlatformError
+from agentbot.errors import AgentbotError, ConfigError, PlatformError
 from agentbot.settings import Settings
-from agentbot.slack.parse import ACTION_PATTERN, Inbound, parse_action, parse_event, prior_messages
+from agentbot.slack import guide
+from agentbot.slack.parse import (
+    ACTION_PATTERN,
+    DETAILS_ACTION,
+    Ask,
+    DetailsRequest,
+    Inbound,
+    SlashCommand,
+    parse_action,
+    parse_command,
+    parse_details,
+    parse_event,
+    prior_messages,
+)
 from agentbot.slack.platform import SlackPlatform
+from agentbot.slack.render import render_command_root
+from agentbot.slack.views import details_view, missing_view
+from agentbot.teams import Catalog, load_catalog
 
 logger = logging.getLogger(__name__)
 
@@ -56,6 +79,7 @@ class Bridge:
     queue: JobQueue
     redis: redis.Redis
     platform: SlackPlatform
+    catalog: Catalog = field(default_factory=lambda: load_catalog(None))  # the runtime's `teams`
     background: Executor = field(default_factory=lambda: ThreadPoolExecutor(8, thread_name_prefix="slack-bg"))
     prefix: str = "agentbot:slack"
     _names: dict[str, str] = field(default_factory=dict, repr=False)  # user names seen by this process
@@ -63,7 +87,9 @@ class Bridge:
     def on_event(self, body: dict[str, Any], *, bot_user_id: str | None) -> None:
         """An Events API callback: a mention, a direct message, or a reply in a thread."""
         inbound = parse_event(body, bot_user_id=bot_user_id)
-        if inbound is not None:
+        if isinstance(inbound, Ask):
+            self.answer(inbound)
+        elif inbound is not None:
             self.accept(inbound, delivery_id=str(body.get("event_id")), bot_user_id=bot_user_id)
 
     def on_action(self, body: dict[str, Any]) -> None:
@@ -71,6 +97,37 @@ class Bridge:
         inbound = parse_action(body)
         if inbound is not None:
             self.accept(inbound, delivery_id=inbound.event.event_id, bot_user_id=None)
+
+    def on_command(self, body: dict[str, Any]) -> str:
+        """A slash command; returns the text only its sender sees ("" when the thread says it all)."""
+        command = parse_command(body)
+        if command is None:
+            return "I could not read that command."
+        if command.topic != "start":
+            return guide.answer(command.topic, self.catalog)
+        return self._start_from_command(command)
+
+    def on_details(self, body: dict[str, Any]) -> None:
+        """A click on a sub-team's Details button: its transcript in a modal, opened after the ack."""
+        request = parse_details(body)
+        if request is not None:
+            self.background.submit(self._show_details, request)
+
+    def answer(self, ask: Ask) -> None:
+        """Reply to `teams` / `help` in the asker's thread, once per delivery; no conversation starts.
+
+        The reply is posted before the ack: if Slack refuses it, the marker is released and the error
+        answers 500, so Slack's retry asks again.
+        """
+        seen = self._seen(ask.key.team_id, ask.event_id)
+        if not self.redis.set(seen, "1", nx=True, ex=DEDUPE_TTL):
+            return
+        post = NoticePost(text=guide.answer(ask.topic, self.catalog))
+        try:
+            self.platform.post(ask.key, post, effect_id=f"ask:{ask.event_id}")
+        except PlatformError:
+            self.redis.delete(seen)
+            raise
 
     def accept(self, inbound: Inbound, *, delivery_id: str, bot_user_id: str | None) -> None:
         """Store the event once per `(team_id, delivery_id)`, then enqueue a step (`driver.submit`'s order).
@@ -84,7 +141,7 @@ class Bridge:
         if event is None:
             return
         key = inbound.key
-        seen = f"{self.prefix}:seen:{key.team_id}:{delivery_id}"
+        seen = self._seen(key.team_id, delivery_id)
         if self.store.append_event_once(key, event, marker=seen, ttl=DEDUPE_TTL) is None:
             logger.info("conversation %s: duplicate delivery %s ignored", key.id, delivery_id)
             return
@@ -97,6 +154,38 @@ class Bridge:
                 self.redis.delete(seen)
             raise
         logger.info("conversation %s: %s from %s submitted", key.id, event.type, event.user_id)
+
+    def _seen(self, team_id: str, delivery_id: str) -> str:
+        """The dedupe marker of one delivery (an Events API event id, or a click's)."""
+        return f"{self.prefix}:seen:{team_id}:{delivery_id}"
+
+    def _start_from_command(self, command: SlashCommand) -> str:
+        """Post the task in the channel, then start the conversation in that message's thread."""
+        root = render_command_root(command.user_id, command.text, command.team)
+        try:
+            ts = self.platform.start_thread(command.channel_id, root)
+        except PlatformError as exc:
+            return f"I could not start a conversation here. {exc.user_message}"
+        key = ConversationKey(team_id=command.team_id, channel_id=command.channel_id, thread_ts=ts)
+        start = Start(
+            event_id=f"command:{command.trigger_id}",
+            user_id=command.user_id,
+            user_name=command.user_name,
+            text=command.text,
+            team=command.team,
+        )
+        inbound = Inbound(key=key, event=start, message_ts=ts)
+        self.accept(inbound, delivery_id=start.event_id, bot_user_id=None)
+        return ""
+
+    def _show_details(self, request: DetailsRequest) -> None:
+        """Open the modal; a sub-conversation that is gone, or not this thread's, shows as unavailable."""
+        try:
+            sub = self.store.load(request.detail)
+            view = details_view(sub) if sub is not None and sub.parent == request.key else missing_view()
+            self.platform.open_view(request.key, view, trigger_id=request.trigger_id)
+        except (AgentbotError, redis.RedisError) as exc:
+            logger.warning("conversation %s: details not shown: %s", request.key.id, exc)
 
     def _complete(self, inbound: Inbound, *, bot_user_id: str | None) -> Event | None:
         """The event with what the payload lacks (author name, thread context); None if not for us."""
@@ -189,6 +278,19 @@ def register_listeners(app: App, *, bridge: Bridge) -> None:
     def on_button(ack: Callable[[], None], body: dict[str, Any]) -> None:
         ack()
         bridge.on_action(body)
+
+    @app.action(DETAILS_ACTION)
+    def on_details(ack: Callable[[], None], body: dict[str, Any]) -> None:
+        ack()
+        bridge.on_details(body)
+
+    @app.command(re.compile(r"^/"))  # the app's one slash command, whatever it is called (`/agentbot`)
+    def on_command(ack: Callable[..., None], body: dict[str, Any]) -> None:
+        text = bridge.on_command(body)
+        if text:
+            ack(text=text, response_type="ephemeral")  # only the sender sees it
+        else:
+            ack()  # the conversation's root message says it all
 
     @app.error
     def on_error(error: Exception, request: BoltRequest, response: BoltResponse | None) -> None:

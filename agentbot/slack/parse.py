@@ -3,7 +3,11 @@
 `parse_event` reads an Events API envelope (`app_mention`, `message`), `parse_action` a `block_actions`
 payload (the Run / Skip / Stop buttons). Both return an `Inbound` — the conversation key, the event,
 and what the app still has to check — or None when the payload is not for us (bots, edits, deletions,
-channel chatter outside a conversation thread).
+channel chatter outside a conversation thread). A mention that only asks `teams` or `help` is an `Ask`
+instead: the bot answers it without starting a conversation.
+
+`parse_command` reads a slash command (`/agentbot teams`, `/agentbot team:x <task>`), and
+`parse_details` a click on a sub-team's Details button.
 """
 
 from __future__ import annotations
@@ -12,7 +16,7 @@ import json
 import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 from agentbot.conversation.events import (
     Approve,
@@ -34,12 +38,15 @@ RUN_ACTION = "run_code"
 SKIP_ACTION = "skip_code"
 STOP_ACTION = "stop_session"
 PICK_ACTION = "pick_speaker"  # one button per agent: `pick_speaker:<n>` (action ids are unique per block)
+DETAILS_ACTION = "subteam_details"  # a sub-team message's Details button: its transcript in a modal
 ACTION_PATTERN = re.compile(rf"^({RUN_ACTION}|{SKIP_ACTION}|{STOP_ACTION}|{PICK_ACTION}(:\d+)?)$")
 
 # Message subtypes that are still a person writing in the thread; every other subtype (edits,
 # deletions, joins, bot_message, ...) is not human input. https://docs.slack.dev/reference/events/message
 _HUMAN_SUBTYPES = frozenset({"file_share", "thread_broadcast"})
 _STOP_WORDS = re.compile(r"\s*(stop|exit)[.!]?\s*", re.IGNORECASE)
+_ASK_TEAMS = re.compile(r"\s*(?:(?:(?:list|show)\s+)?teams|team\s+list)\s*[.!?]?\s*", re.IGNORECASE)
+_ASK_HELP = re.compile(r"\s*(?:help|\?)\s*[.!?]?\s*", re.IGNORECASE)
 _LINK = re.compile(r"<((?:https?|mailto):[^|>]+)(?:\|([^>]*))?>")
 _SPECIAL = re.compile(r"<!(here|channel|everyone)(?:\|[^>]*)?>")
 _MAX_CONTEXT_MESSAGES = 100
@@ -57,7 +64,44 @@ class Inbound:
     needs_context: bool = False  # a mention inside an existing thread: fetch the earlier messages
 
 
-def parse_event(body: Payload, *, bot_user_id: str | None) -> Inbound | None:
+Topic = Literal["teams", "help"]
+
+
+@dataclass(frozen=True)
+class Ask:
+    """A question about the bot itself (`@agentbot teams`), answered in `key`'s thread; no conversation."""
+
+    key: ConversationKey
+    topic: Topic
+    event_id: str
+    user_id: str
+
+
+@dataclass(frozen=True)
+class SlashCommand:
+    """`/agentbot ...`: a question (`teams`, `help`), or a task that starts a conversation in the channel."""
+
+    team_id: str
+    channel_id: str
+    user_id: str
+    trigger_id: str
+    topic: Topic | Literal["start"]
+    text: str = ""  # the task, without its `team:` prefix
+    team: str | None = None
+    user_name: str = ""
+
+
+@dataclass(frozen=True)
+class DetailsRequest:
+    """A click on a sub-team's Details button: show `detail`, a sub-conversation of `key`, in a modal."""
+
+    key: ConversationKey  # the thread the clicked message is in
+    detail: ConversationKey
+    user_id: str
+    trigger_id: str
+
+
+def parse_event(body: Payload, *, bot_user_id: str | None) -> Inbound | Ask | None:
     """An Events API envelope as an event for a conversation, or None if it is not one."""
     event = body.get("event")
     team_id = _team_of(body)
@@ -77,16 +121,56 @@ def parse_action(body: Payload) -> Inbound | None:
     The button value is only a hint: a malformed or tampered value still becomes an `Approve` or
     `Skip` (with empty ids), which the engine refuses against its server-side state.
     """
-    actions = body.get("actions")
-    if body.get("type") != "block_actions" or not isinstance(actions, list) or not actions:
+    click = _click(body)
+    if click is None:
         return None
-    action = actions[0]
-    key = _action_key(body)
-    user_id = _get(body, "user", "id")
-    if not isinstance(action, Mapping) or key is None or not user_id:
-        return None
+    action, key, user_id = click
     event_id = _action_event_id(body, action)
     return _button_event(action, event_id=event_id, user_id=user_id, key=key)
+
+
+def parse_command(body: Payload) -> SlashCommand | None:
+    """A slash command's payload (`command`, `text`, ids); None when a field Slack always sends is missing."""
+    ids = [body.get(name) for name in ("team_id", "channel_id", "user_id", "trigger_id")]
+    if not all(isinstance(value, str) and value for value in ids) or not body.get("command"):
+        return None
+    team_id, channel_id, user_id, trigger_id = (str(value) for value in ids)
+    text = plain_text(str(body.get("text") or ""))
+    common = {"team_id": team_id, "channel_id": channel_id, "user_id": user_id, "trigger_id": trigger_id}
+    topic = ask_topic(text) if text else "help"
+    if topic is not None:
+        return SlashCommand(**common, topic=topic)
+    team, task = split_team_prefix(text)
+    if not task:
+        return SlashCommand(**common, topic="help")
+    name = body.get("user_name")
+    return SlashCommand(**common, topic="start", text=task, team=team, user_name=str(name or ""))
+
+
+def parse_details(body: Payload) -> DetailsRequest | None:
+    """A Details click; None unless it names a sub-conversation of the thread it was clicked in.
+
+    The button's value is only a hint: a tampered value naming another thread is refused here, and
+    the app still checks the stored sub-conversation's parent.
+    """
+    click, trigger_id = _click(body), body.get("trigger_id")
+    if click is None or not isinstance(trigger_id, str) or not trigger_id:
+        return None
+    action, key, user_id = click
+    thread, _ = _button_value(action.get("value"), "thread", "")
+    if not thread.startswith(f"{key.thread_ts}~"):
+        return None
+    detail = key.model_copy(update={"thread_ts": thread})
+    return DetailsRequest(key=key, detail=detail, user_id=user_id, trigger_id=trigger_id)
+
+
+def ask_topic(text: str) -> Topic | None:
+    """`"teams"` (or "list teams", "team list") and `"help"` (or "?") typed as the whole message."""
+    if _ASK_TEAMS.fullmatch(text):
+        return "teams"
+    if _ASK_HELP.fullmatch(text):
+        return "help"
+    return None
 
 
 def prior_messages(
@@ -121,7 +205,9 @@ def is_stop(text: str) -> bool:
     return _STOP_WORDS.fullmatch(text) is not None
 
 
-def _from_mention(event: Payload, *, team_id: str, event_id: str, bot_user_id: str | None) -> Inbound | None:
+def _from_mention(
+    event: Payload, *, team_id: str, event_id: str, bot_user_id: str | None
+) -> Inbound | Ask | None:
     user_id, channel, ts = event.get("user"), event.get("channel"), event.get("ts")
     if _is_from_bot(event, bot_user_id=bot_user_id) or not (user_id and channel and ts):
         return None
@@ -130,11 +216,16 @@ def _from_mention(event: Payload, *, team_id: str, event_id: str, bot_user_id: s
     text = plain_text(str(event.get("text") or ""), bot_user_id=bot_user_id)
     if is_stop(text):
         return Inbound(key=key, event=Stop(event_id=event_id, user_id=user_id), message_ts=ts)
+    topic = ask_topic(text)
+    if topic is not None:
+        return Ask(key=key, topic=topic, event_id=event_id, user_id=user_id)
     start = _start(event, text=text, event_id=event_id, user_id=user_id)
     return Inbound(key=key, event=start, message_ts=ts, needs_context=thread_ts != ts)
 
 
-def _from_message(event: Payload, *, team_id: str, event_id: str, bot_user_id: str | None) -> Inbound | None:
+def _from_message(
+    event: Payload, *, team_id: str, event_id: str, bot_user_id: str | None
+) -> Inbound | Ask | None:
     user_id, channel, ts = event.get("user"), event.get("channel"), event.get("ts")
     if not _is_human(event, bot_user_id=bot_user_id) or not (user_id and channel and ts):
         return None
@@ -145,6 +236,9 @@ def _from_message(event: Payload, *, team_id: str, event_id: str, bot_user_id: s
         return None  # channel chatter, or a mention (the app_mention event carries that one)
     key = ConversationKey(team_id=team_id, channel_id=channel, thread_ts=thread_ts or ts)
     text = plain_text(raw_text, bot_user_id=bot_user_id)
+    topic = ask_topic(text) if is_dm and not thread_ts else None
+    if topic is not None:  # a new direct message asking `teams` or `help`
+        return Ask(key=key, topic=topic, event_id=event_id, user_id=user_id)
     return Inbound(
         key=key,
         event=_reply_event(event, text=text, event_id=event_id, user_id=user_id, top_level=not thread_ts),
@@ -231,6 +325,17 @@ def _team_of(body: Payload) -> str | None:
     if isinstance(auths, list) and auths and isinstance(auths[0], Mapping):
         return auths[0].get("team_id") or auths[0].get("enterprise_id")
     return None
+
+
+def _click(body: Payload) -> tuple[Payload, ConversationKey, str] | None:
+    """A `block_actions` payload's first action, the thread it was clicked in, and who clicked."""
+    actions = body.get("actions")
+    if body.get("type") != "block_actions" or not isinstance(actions, list) or not actions:
+        return None
+    action, key, user_id = actions[0], _action_key(body), _get(body, "user", "id")
+    if not isinstance(action, Mapping) or key is None or not user_id:
+        return None
+    return action, key, user_id
 
 
 def _action_key(body: Payload) -> ConversationKey | None:

@@ -34,7 +34,7 @@ from agentbot.conversation.posts import Post
 from agentbot.conversation.state import ConversationKey
 from agentbot.errors import PlatformError
 from agentbot.settings import Settings
-from agentbot.slack.render import SlackMessage, Snippet, render
+from agentbot.slack.render import SlackMessage, Snippet, render, upload_comment
 
 logger = logging.getLogger(__name__)
 
@@ -121,17 +121,32 @@ class SlackPlatform:
         """Replace a message (e.g. a decided approval card), at most about once a second per message."""
         message = render(post).messages[0]
         self._pace(key, message_id)
-        with _translated("chat.update", key):
+        with _translated("chat.update", key.id):
             self.client.chat_update(channel=key.channel_id, ts=message_id, **message.kwargs())
 
-    def upload(self, key: ConversationKey, artifacts: Sequence[Artifact]) -> None:
-        """Upload files into the thread with `files_upload_v2` (URL, upload, complete with thread_ts)."""
-        for start in range(0, len(artifacts), FILES_PER_UPLOAD):
-            batch = artifacts[start : start + FILES_PER_UPLOAD]
+    def upload(
+        self, key: ConversationKey, artifacts: Sequence[Artifact], *, run_id: str, resume: bool = False
+    ) -> None:
+        """Upload files into the thread with `files_upload_v2` (URL, upload, complete with thread_ts).
+
+        Each batch is shared under its own comment (`upload_comment`). With `resume` (an earlier attempt
+        may have got through, its answer lost), a batch whose comment is already in the thread is not
+        shared again.
+        """
+        batches = [artifacts[i : i + FILES_PER_UPLOAD] for i in range(0, len(artifacts), FILES_PER_UPLOAD)]
+        shared = self._shared_comments(key) if resume else set()
+        for number, batch in enumerate(batches, start=1):
+            comment = upload_comment(run_id, number, len(batches))
+            if comment in shared:
+                logger.info("conversation %s: %r was shared before; not again", key.id, comment)
+                continue
             uploads = [_file_upload(artifact) for artifact in batch]
-            with _translated("files_upload_v2", key):
-                self.client.files_upload_v2(
-                    file_uploads=uploads, channel=key.channel_id, thread_ts=key.thread_ts
+            with _translated("files_upload_v2", key.id):  # not retried inside: a retry resumes
+                self._post_client.files_upload_v2(
+                    file_uploads=uploads,
+                    channel=key.channel_id,
+                    thread_ts=key.thread_ts,
+                    initial_comment=comment,
                 )
             logger.info("conversation %s: uploaded %d file(s)", key.id, len(batch))
 
@@ -162,6 +177,19 @@ class SlackPlatform:
         """The first sign of life after a mention: a status in the thread, or :eyes: on the mention."""
         self._status(key, "is thinking…", react_on=message_ts)
 
+    def start_thread(self, channel_id: str, message: SlackMessage) -> str:
+        """Post `message` at the top of a channel (a slash command's task); returns its ts."""
+        with _translated("chat.postMessage", channel_id):
+            response = self._post_client.chat_postMessage(
+                channel=channel_id, unfurl_links=False, unfurl_media=False, **message.kwargs()
+            )
+        return str(response.get("ts") or "")
+
+    def open_view(self, key: ConversationKey, view: dict[str, Any], *, trigger_id: str) -> None:
+        """Open a modal for the person whose click carried `trigger_id` (valid for 3 seconds)."""
+        with _translated("views.open", key.id):
+            self.client.views_open(trigger_id=trigger_id, view=view)
+
     def thread_messages(
         self, key: ConversationKey, *, include_metadata: bool = False
     ) -> list[dict[str, Any]]:
@@ -177,7 +205,7 @@ class SlackPlatform:
         payload: dict[str, Any] = {"effect_id": effect_id}
         if part:
             payload["part"] = part
-        with _translated("chat.postMessage", key):
+        with _translated("chat.postMessage", key.id):
             response = self._post_client.chat_postMessage(
                 channel=key.channel_id,
                 thread_ts=key.thread_ts,
@@ -189,7 +217,7 @@ class SlackPlatform:
         return str(response.get("ts") or "")
 
     def _post_ephemeral(self, key: ConversationKey, message: SlackMessage, *, user_id: str) -> str:
-        with _translated("chat.postEphemeral", key):
+        with _translated("chat.postEphemeral", key.id):
             response = self.client.chat_postEphemeral(
                 channel=key.channel_id,
                 user=user_id,
@@ -199,8 +227,12 @@ class SlackPlatform:
             )
         return str(response.get("message_ts") or "")
 
+    def _shared_comments(self, key: ConversationKey) -> set[str]:
+        """The text of every message in the thread that shares files."""
+        return {str(m.get("text") or "") for m in self.thread_messages(key) if m.get("files")}
+
     def _upload_snippet(self, key: ConversationKey, snippet: Snippet) -> None:
-        with _translated("files_upload_v2", key):
+        with _translated("files_upload_v2", key.id):
             self.client.files_upload_v2(
                 content=snippet.content,
                 filename=snippet.filename,
@@ -212,7 +244,7 @@ class SlackPlatform:
     def _replies_pages(self, key: ConversationKey, *, include_metadata: bool) -> Iterator[dict[str, Any]]:
         cursor: str | None = None
         while True:
-            with _translated("conversations.replies", key):
+            with _translated("conversations.replies", key.id):
                 response = self.client.conversations_replies(
                     channel=key.channel_id,
                     ts=key.thread_ts,
@@ -332,7 +364,7 @@ def _file_upload(artifact: Artifact) -> dict[str, Any]:
 
 
 @contextmanager
-def _translated(method: str, key: ConversationKey) -> Iterator[None]:
+def _translated(method: str, where: str) -> Iterator[None]:
     """slack_sdk errors become `PlatformError` (retryable for rate limits, 5xx and the network)."""
     try:
         yield
@@ -340,11 +372,11 @@ def _translated(method: str, key: ConversationKey) -> Iterator[None]:
         error = str(exc.response.get("error") or "unknown_error")
         status = exc.response.status_code
         retryable = status == 429 or status >= 500 or error in _TRANSIENT_ERRORS
-        logger.warning("conversation %s: %s failed: %s (HTTP %s)", key.id, method, error, status)
+        logger.warning("conversation %s: %s failed: %s (HTTP %s)", where, method, error, status)
         user_message = _USER_MESSAGES.get(error, f"Slack refused a message ({error}).")
         raise PlatformError(f"{method}: {error}", user_message=user_message, retryable=retryable) from exc
     except (SlackClientError, OSError) as exc:
-        logger.warning("conversation %s: %s failed: %s", key.id, method, exc)
+        logger.warning("conversation %s: %s failed: %s", where, method, exc)
         raise PlatformError(
             f"{method}: {exc}", user_message="I could not reach Slack.", retryable=True
         ) from exc

@@ -30,7 +30,7 @@ from agentbot.conversation.posts import (
     SubTeamPost,
     UploadPost,
 )
-from agentbot.slack.parse import PICK_ACTION, RUN_ACTION, SKIP_ACTION, STOP_ACTION
+from agentbot.slack.parse import DETAILS_ACTION, PICK_ACTION, RUN_ACTION, SKIP_ACTION, STOP_ACTION
 
 Block = dict[str, Any]
 
@@ -122,7 +122,9 @@ def render_agent(post: AgentPost) -> Rendered:
 def render_notice(post: NoticePost) -> Rendered:
     """agentbot's own words, under the app's own name, with an icon for the level."""
     text = f"{_LEVEL_EMOJI[post.level]} {post.text}"
-    return _markdown_messages(text, fallback_prefix="", who={}, snippet_name="agentbot-notice.md")
+    return _markdown_messages(
+        text, fallback_prefix="", who={}, snippet_name="agentbot-notice.md", markup=True
+    )
 
 
 def render_ephemeral(post: EphemeralPost) -> Rendered:
@@ -136,16 +138,22 @@ def render_upload(post: UploadPost) -> Rendered:
     """A line naming the files a run made (the files themselves go up with `files_upload_v2`)."""
     names = ", ".join(f"`{escape(name)}`" for name in post.names) or "none"
     text = truncate(f":paperclip: Files from this run: {names}", SECTION_LIMIT)
-    return Rendered(messages=(SlackMessage(text=text, blocks=(_context(text),)),))
+    return Rendered(messages=(SlackMessage(text=text, blocks=(context_block(text),)),))
+
+
+def upload_comment(run_id: str, number: int = 1, batches: int = 1) -> str:
+    """The comment a run's files are shared under; unique in the thread, so a repeat can be spotted."""
+    part = f" ({number}/{batches})" if batches > 1 else ""
+    return f":paperclip: Files from run {escape(run_id)}{part}"
 
 
 def render_approval(post: ApprovalPost) -> Rendered:
     """The approval card: code (truncated), language, and Run / Skip / Stop — or who decided, when."""
     shown, truncated = _code_sections(post.blocks)
-    blocks: list[Block] = [_section(_card_intro(post)), *shown]
+    blocks: list[Block] = [section_block(_card_intro(post)), *shown]
     if truncated:
         note = f"Long code is cut here; the full code is attached as `{_code_filename(post)}`."
-        blocks.append(_context(note))
+        blocks.append(context_block(note))
     blocks.append(_decision_context(post.decision) if post.decision else _buttons(post))
     text = _card_fallback(post)
     snippet = Snippet(_code_filename(post), full_code(post.blocks), "Proposed code") if truncated else None
@@ -160,10 +168,10 @@ def render_result(post: ResultPost) -> Rendered:
     headline = f"{icon} exitcode: {post.exit_code} (execution {status})"
     if post.timed_out:
         headline += " — timed out"
-    blocks: list[Block] = [_section(headline), _preformatted(excerpt or "(no output)")]
+    blocks: list[Block] = [section_block(headline), _preformatted(excerpt or "(no output)")]
     notes = _result_notes(post, cut=cut)
     if notes:
-        blocks.append(_context(notes))
+        blocks.append(context_block(notes))
     snippet = Snippet(f"run-{_slug(post.run_id)}-output.txt", post.output, "Full output") if cut else None
     return Rendered(messages=(SlackMessage(text=headline, blocks=tuple(blocks)),), snippet=snippet)
 
@@ -172,7 +180,7 @@ def render_meter(post: MeterPost) -> Rendered:
     """The running cost, one context line (updated in place as the conversation spends)."""
     budget = f" of ${post.budget_usd:,.2f}" if post.budget_usd is not None else ""
     text = f":moneybag: ${post.spent_usd:,.4f}{budget} spent · {post.tokens:,} tokens"
-    return Rendered(messages=(SlackMessage(text=text, blocks=(_context(text),)),))
+    return Rendered(messages=(SlackMessage(text=text, blocks=(context_block(text),)),))
 
 
 def render_speaker_choice(post: SpeakerChoicePost) -> Rendered:
@@ -180,7 +188,7 @@ def render_speaker_choice(post: SpeakerChoicePost) -> Rendered:
     if post.chosen:
         by = f" (picked by <@{post.chosen_by}>)" if post.chosen_by else ""
         text = f":arrow_right: *{escape(post.chosen)}* speaks next{by}."
-        return Rendered(messages=(SlackMessage(text=text, blocks=(_section(text),)),))
+        return Rendered(messages=(SlackMessage(text=text, blocks=(section_block(text),)),))
     lines = [
         f"{o.icon or agent_icon(o.name)} *{escape(o.name)}* {escape(o.description)}".rstrip()
         for o in post.options
@@ -196,27 +204,31 @@ def render_speaker_choice(post: SpeakerChoicePost) -> Rendered:
         for i, o in enumerate(post.options[:25])  # an actions block holds at most 25 elements
     ]
     actions = {"type": "actions", "block_id": f"pick-{_slug(post.pick_id)}", "elements": buttons}
-    return Rendered(messages=(SlackMessage(text="Who speaks next?", blocks=(_section(intro), actions)),))
+    return Rendered(messages=(SlackMessage(text="Who speaks next?", blocks=(section_block(intro), actions)),))
 
 
 def render_subteam(post: SubTeamPost) -> Rendered:
     """A delegated sub-task as one message: status, members, the latest lines, then the summary."""
     icon = _SUBTEAM_STATUS[post.status]
     head = f"{icon} *{escape(post.subteam)}* ({post.status}): {escape(post.task)}"
-    blocks: list[Block] = [_section(head)]
+    blocks: list[Block] = [section_block(head)]
+    if post.detail_thread:  # the whole sub-conversation, a click away (`views.open`)
+        value = json.dumps({"thread": post.detail_thread})
+        blocks[0]["accessory"] = _button("Details", DETAILS_ACTION, value)
     if post.lines:
-        blocks.append(_context("\n".join(escape(line) for line in post.lines[-10:])))
+        blocks.append(context_block("\n".join(escape(line) for line in post.lines[-10:])))
     if post.summary:
         blocks.append({"type": "markdown", "text": truncate(neutralize(post.summary), MARKDOWN_CHUNK)})
     members = ", ".join(escape(m) for m in post.members)
-    blocks.append(_context(f"{members} · ${post.cost_usd:,.4f}" if members else f"${post.cost_usd:,.4f}"))
+    cost = f"${post.cost_usd:,.4f}"
+    blocks.append(context_block(f"{members} · {cost}" if members else cost))
     return Rendered(messages=(SlackMessage(text=truncate(head, FALLBACK_LIMIT), blocks=tuple(blocks)),))
 
 
 def render_report(post: ReportPost) -> Rendered:
     """A sub-team's report is forwarded by the driver, never shown; if it ever is, one quiet line."""
     text = truncate(f"Sub-team {post.outcome}: {escape(post.summary)}", SECTION_LIMIT)
-    return Rendered(messages=(SlackMessage(text=text, blocks=(_context(text),)),))
+    return Rendered(messages=(SlackMessage(text=text, blocks=(context_block(text),)),))
 
 
 _RENDERERS: dict[str, Callable[[Any], Rendered]] = {
@@ -231,6 +243,13 @@ _RENDERERS: dict[str, Callable[[Any], Rendered]] = {
     "subteam": render_subteam,
     "report": render_report,
 }
+
+
+def render_command_root(user_id: str, task: str, team: str | None) -> SlackMessage:
+    """The channel message a `/agentbot <task>` conversation threads under (slash commands post nothing)."""
+    chosen = f" (team *{escape(team)}*)" if team else ""
+    text = f"<@{user_id}> asked{chosen}: {escape(task)}"
+    return SlackMessage(text=truncate(text, FALLBACK_LIMIT), blocks=(section_block(text),))
 
 
 def split_markdown(text: str, limit: int = MARKDOWN_CHUNK) -> list[str]:
@@ -310,8 +329,9 @@ def slack_date(at: datetime, *, fmt: str = "{date_short_pretty} at {time}") -> s
 
 
 def _markdown_messages(
-    text: str, *, fallback_prefix: str, who: dict[str, str], snippet_name: str
+    text: str, *, fallback_prefix: str, who: dict[str, str], snippet_name: str, markup: bool = False
 ) -> Rendered:
+    """Markdown blocks (split, or attached when too long); `markup`: `text` is ours, its `<@U…>` meant."""
     safe = neutralize(text)
     parts = split_markdown(safe) if safe.strip() else ["_(empty message)_"]
     snippet = None
@@ -319,7 +339,8 @@ def _markdown_messages(
         note = f"\n\n_…the message continues; the full text is attached as `{snippet_name}`._"
         parts = [close_fences(split_markdown(safe, MARKDOWN_CHUNK - len(note) - 8)[0]) + note]
         snippet = Snippet(snippet_name, text, "Full message")
-    fallback = truncate(escape(fallback_prefix + _one_line(safe)), FALLBACK_LIMIT)
+    line = fallback_prefix + _one_line(safe)
+    fallback = truncate(line if markup else escape(line), FALLBACK_LIMIT)
     messages = tuple(
         SlackMessage(text=fallback, blocks=({"type": "markdown", "text": part},), **who) for part in parts
     )
@@ -354,11 +375,13 @@ def _one_line(text: str) -> str:
     return " ".join(text.split())
 
 
-def _section(text: str) -> Block:
+def section_block(text: str) -> Block:
+    """A mrkdwn section, cut to Slack's 3,000 characters (messages and modals alike)."""
     return {"type": "section", "text": {"type": "mrkdwn", "text": truncate(text, SECTION_LIMIT)}}
 
 
-def _context(text: str) -> Block:
+def context_block(text: str) -> Block:
+    """A small grey mrkdwn line, cut to Slack's 3,000 characters."""
     return {"type": "context", "elements": [{"type": "mrkdwn", "text": truncate(text, SECTION_LIMIT)}]}
 
 
@@ -377,7 +400,7 @@ def _code_sections(blocks: tuple[CodeBlock, ...]) -> tuple[list[Block], bool]:
         budget = max(budget - len(code), 200)
         truncated = truncated or cut
         label = block.language + (f" · `{escape(block.filename)}`" if block.filename else "")
-        sections += [_context(f"*{label}*"), _preformatted(code)]
+        sections += [context_block(f"*{label}*"), _preformatted(code)]
     return sections, truncated
 
 
@@ -408,7 +431,7 @@ def _card_fallback(post: ApprovalPost) -> str:
 
 def _decision_context(decision: Decision) -> Block:
     emoji, words = _OUTCOME[decision.outcome]
-    return _context(f"{emoji} {words.format(who=_who(decision))} at {slack_date(decision.at)}")
+    return context_block(f"{emoji} {words.format(who=_who(decision))} at {slack_date(decision.at)}")
 
 
 def _who(decision: Decision) -> str:

@@ -52,9 +52,7 @@ def serve(settings: Settings) -> None:
     if not settings.slack_bot_token.get_secret_value():
         raise ConfigError("SLACK_BOT_TOKEN: required by `agentbot web`")
     if settings.slack_app_token.get_secret_value():
-        rt, platform = build_runtime(settings)
-        bridge = Bridge(store=rt.store, queue=rt.queue, redis=rt.redis, platform=platform)
-        app = build_app(settings, bridge=bridge, socket_mode=True)
+        app = build_app(settings, bridge=build_bridge(settings), socket_mode=True)
         logger.info("serving Slack over Socket Mode")
         handler = SocketModeHandler(app, settings.slack_app_token.get_secret_value())
         handler.start()  # type: ignore[no-untyped-call]  # slack_bolt: no hints
@@ -83,9 +81,8 @@ def serve_http(settings: Settings, server: SlackHTTPServer, *, parent: int | Non
     """
     if parent is not None:
         _stop_when_orphaned(server, parent)
-    rt, platform = build_runtime(settings)
-    bridge = Bridge(store=rt.store, queue=rt.queue, redis=rt.redis, platform=platform)
-    bind_app(server, build_app(settings, bridge=bridge), redis_client=rt.redis)
+    bridge = build_bridge(settings)
+    bind_app(server, build_app(settings, bridge=bridge), redis_client=bridge.redis)
     _stop_on_signals(server)
     try:
         server.serve_forever()
@@ -94,6 +91,12 @@ def serve_http(settings: Settings, server: SlackHTTPServer, *, parent: int | Non
         if not server.wait_idle(STOP_GRACE / 2):
             logger.warning("stopping with requests still in flight")
         bridge.background.shutdown(wait=True, cancel_futures=True)
+
+
+def build_bridge(settings: Settings) -> Bridge:
+    """This process's runtime, and the bridge the Slack listeners share (the teams file read here)."""
+    rt, platform = build_runtime(settings)
+    return Bridge(store=rt.store, queue=rt.queue, redis=rt.redis, platform=platform, catalog=rt.teams)
 
 
 def build_runtime(settings: Settings) -> tuple[runtime.Runtime, SlackPlatform]:

@@ -512,11 +512,23 @@ class Stack:
         return str(self._control("file", data)["url"])
 
     def fail_slack(
-        self, method: str, *, status: int = 500, times: int = 1, retry_after: int | None = None
+        self,
+        method: str,
+        *,
+        status: int = 500,
+        times: int = 1,
+        retry_after: int | None = None,
+        after: bool = False,
     ) -> None:
-        self._control(
-            "fail", {"method": method, "status": status, "times": times, "retry_after": retry_after}
-        )
+        """The next `times` calls of `method` fail (with `after`, they take effect and the answer fails)."""
+        failure = {
+            "method": method,
+            "status": status,
+            "times": times,
+            "retry_after": retry_after,
+            "after": after,
+        }
+        self._control("fail", failure)
 
     def thread(self, thread_ts: str, *, channel: str = "") -> list[dict[str, Any]]:
         """The bot's messages in the thread, oldest first (the people's messages left out)."""

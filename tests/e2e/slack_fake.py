@@ -5,7 +5,7 @@
 prints `READY http://127.0.0.1:PORT/api/` like `python -m tests.fakes.slack_server`, serves the same
 Web API and `GET /_calls`, and adds, for the test driving it from another process:
 
-- `POST /_control/fail` `{"method", "status", "times", "retry_after", "error"}`: `FakeSlack.fail`
+- `POST /_control/fail` `{"method", "status", "times", "retry_after", "error", "after"}`: `FakeSlack.fail`
 - `POST /_control/file` `{"file_id", "content_b64", "mime_type"}` → `{"url"}`: `FakeSlack.add_file`
 - `POST /_control/message` `{"channel", "user", "text", "thread_ts", "extra"}` → `{"ts"}`
 - `GET /_control/thread?channel=C&ts=T`: the thread's messages (metadata included), root first
@@ -60,6 +60,7 @@ class ControlledSlackHandler(_SlackHandler):
                 times=int(data.get("times", 1)),
                 retry_after=data.get("retry_after"),
                 error=data.get("error"),
+                after=bool(data.get("after", False)),
             )
             self.send_json(200, {"ok": True})
         elif route == "file":

@@ -199,6 +199,19 @@ def test_slack_429_and_500_for_a_while_then_everything_once(make_stack: MakeStac
     bot.assert_nothing_twice(root)
 
 
+def test_chart_shared_but_its_answer_lost_is_not_shared_again(make_stack: MakeStack) -> None:
+    bot = make_stack(script())
+    bot.fail_slack("files.completeUploadExternal", status=500, times=1, after=True)
+    root = bot.mention(TASK, user="UANA")
+    bot.click(bot.wait_for_card(root), "run_code", user="UANA", thread_ts=root)
+    bot.wait_for_text(root, "prices YTD (sample data). TERMINATE", timeout=90)
+    (chart,) = bot.uploads(root)
+    assert chart["content"].startswith(b"\x89PNG")
+    assert len(bot.calls("files.completeUploadExternal")) == 1  # the step's retry looked, then did not share
+    assert bot.texts(root).count(":paperclip: Files from run r1") == 1
+    bot.assert_nothing_twice(root)
+
+
 # ---------------------------------------------------------------- the model failing
 
 

@@ -40,8 +40,11 @@ class RecordingPlatform:
     def update(self, key: ConversationKey, message_id: str, post: Post) -> None:
         self._record("update", key, post=post.model_dump(mode="json"), message_id=message_id)
 
-    def upload(self, key: ConversationKey, artifacts: Sequence[Artifact]) -> None:
-        self._record("upload", key, names=[a.name for a in artifacts], sizes=[a.size for a in artifacts])
+    def upload(
+        self, key: ConversationKey, artifacts: Sequence[Artifact], *, run_id: str, resume: bool = False
+    ) -> None:
+        names, sizes = [a.name for a in artifacts], [a.size for a in artifacts]
+        self._record("upload", key, names=names, sizes=sizes, run_id=run_id, resume=resume)
 
     def download(self, file: FileRef) -> bytes:
         if file.url not in self._files:

@@ -64,6 +64,7 @@ class _Failure:
     times: int
     retry_after: int | None = None
     error: str | None = None  # with status 200: an `{"ok": false, "error": ...}` answer
+    after: bool = False  # the call takes effect, then its answer fails (a response lost on the way)
 
 
 @dataclass
@@ -143,23 +144,32 @@ class FakeSlack:
         times: int = 1,
         retry_after: int | None = None,
         error: str | None = None,
+        after: bool = False,
     ) -> None:
         """Answer the next `times` calls of `method` with `status` (429 carries `Retry-After`).
 
         With `error` (and status 200), answer `{"ok": false, "error": error}` as Slack does for
-        refusals such as `not_in_channel`.
+        refusals such as `not_in_channel`. With `after`, each call takes effect first and only its
+        answer fails, as when a response is lost on its way back.
         """
         with self.state.lock:
             self.state.failures.setdefault(method, []).append(
-                _Failure(status=status, times=times, retry_after=retry_after, error=error)
+                _Failure(status=status, times=times, retry_after=retry_after, error=error, after=after)
             )
 
     def add_message(
-        self, channel: str, *, user: str, text: str, thread_ts: str | None = None, **extra: Any
+        self,
+        channel: str,
+        *,
+        user: str,
+        text: str,
+        thread_ts: str | None = None,
+        ts: str | None = None,
+        **extra: Any,
     ) -> str:
         """Put a message in a channel as if a person (or `bot_id=...`) had written it; returns its ts."""
         with self.state.lock:
-            ts = self.state.next_ts()
+            ts = ts or self.state.next_ts()
             message = {"type": "message", "user": user, "text": text, "ts": ts, **extra}
             if thread_ts:
                 message["thread_ts"] = thread_ts
@@ -269,6 +279,8 @@ class _SlackHandler(QuietHandler):
             self.state.calls.append(Call(method=method, args=args, token=token, at=time.time()))
             failure = self._take_failure(method)
         if failure is not None:
+            if failure.after and token == self.state.token:
+                _METHODS.get(method, _unknown)(self, args)
             self._send_failure(failure)
             return
         if token != self.state.token:
@@ -443,8 +455,40 @@ def _complete_upload(handler: _SlackHandler, args: dict[str, Any]) -> dict[str, 
                 "files": done,
             }
         )
-    public = [{k: v for k, v in f.items() if k != "content"} for f in done]
+        public = [{k: v for k, v in f.items() if k != "content"} for f in done]
+        if args.get("channel_id"):  # shared: a message with the files (and the comment) appears
+            _share(state, str(args["channel_id"]), args.get("thread_ts"), args.get("initial_comment"), public)
     return {"ok": True, "files": public}
+
+
+def _share(
+    state: FakeSlackState, channel: str, thread_ts: object, comment: object, files: list[dict[str, Any]]
+) -> None:
+    """The message Slack posts for shared files: the bot's, with the comment as its text."""
+    message = {
+        "type": "message", "user": BOT_USER_ID, "bot_id": BOT_ID, "ts": state.next_ts(),
+        "text": str(comment or ""), "files": files, "upload": True,
+    }  # fmt: skip
+    if thread_ts:
+        message["thread_ts"] = thread_ts
+    state.messages.setdefault(channel, []).append(message)
+
+
+def _views_open(handler: _SlackHandler, args: dict[str, Any]) -> dict[str, Any]:
+    """A modal, checked against Slack's limits: 24-character title, 100 blocks, 3,000 per section."""
+    view = args.get("view")
+    if isinstance(view, str):
+        view = json.loads(view)
+    if not args.get("trigger_id"):
+        return {"ok": False, "error": "invalid_trigger_id"}
+    if not isinstance(view, dict) or view.get("type") != "modal":
+        return {"ok": False, "error": "invalid_arguments"}
+    blocks = view.get("blocks") or []
+    sections = [b.get("text", {}).get("text", "") for b in blocks if b.get("type") == "section"]
+    too_long = len(view["title"]["text"]) > 24 or any(len(t) > 3000 for t in sections)
+    if too_long or len(blocks) > 100:  # Slack's limits
+        return {"ok": False, "error": "invalid_arguments"}
+    return {"ok": True, "view": {"id": f"V{handler.state.next_ts().replace('.', '')}", **view}}
 
 
 def _ok(handler: _SlackHandler, args: dict[str, Any]) -> dict[str, Any]:
@@ -469,6 +513,7 @@ _METHODS: dict[str, Callable[[_SlackHandler, dict[str, Any]], dict[str, Any]]] =
     "users.info": _users_info,
     "files.getUploadURLExternal": _get_upload_url,
     "files.completeUploadExternal": _complete_upload,
+    "views.open": _views_open,
     "reactions.add": _ok,
     "reactions.remove": _ok,
     "assistant.threads.setStatus": _ok,

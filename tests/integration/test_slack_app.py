@@ -449,3 +449,101 @@ def test_socket_mode_envelopes_reach_the_same_listeners(bot: Bot, llm: FakeOpenA
     bot.work()
     assert len(llm.requests) == 1
     assert bot.thread(ts)[0]["text"] == "assistant: Over the socket. TERMINATE"
+
+
+# -- asking the bot about itself, slash commands, sub-team details ---------------------------------
+
+
+def slash(bot: Bot, text: str, *, user: str = "UANA", trigger_id: str = "7.7.x") -> tuple[int, str]:
+    """`/agentbot <text>` as Slack posts it (a signed form); returns the status and the ack's body."""
+    form = {
+        "token": "legacy", "team_id": TEAM_ID, "team_domain": "acme", "channel_id": CHANNEL,
+        "channel_name": "data", "user_id": user, "user_name": user.lower(), "command": "/agentbot",
+        "text": text, "api_app_id": "A0001", "is_enterprise_install": "false",
+        "response_url": "https://hooks.slack.com/commands/T0001/1/x", "trigger_id": trigger_id,
+    }  # fmt: skip
+    return bot.post(urlencode(form).encode(), "application/x-www-form-urlencoded")
+
+
+def test_mention_asking_teams_lists_them_in_the_thread_once_and_starts_nothing(
+    bot: Bot, llm: FakeOpenAI
+) -> None:
+    ts = bot.slack.add_message(CHANNEL, user="UANA", text=f"<@{BOT_USER_ID}> teams")
+    event = {"type": "app_mention", "user": "UANA", "text": f"<@{BOT_USER_ID}> teams", "ts": ts}
+    assert bot.event(event, event_id="EvTEAMS")[0] == 200
+    assert bot.event(event, event_id="EvTEAMS", headers={"X-Slack-Retry-Num": "1"})[0] == 200
+    (listing,) = bot.thread(ts)
+    for name in ("coder", "translate_summarize", "project_manager", "budget_analyst"):
+        assert name in json.dumps(listing["blocks"])
+    assert bot.rt.store.load(bot.key(ts)) is None and bot.rt.queue.queue.count == 0
+    assert llm.requests == []
+
+
+def test_slash_command_teams_and_help_answer_only_the_sender(bot: Bot) -> None:
+    for text, needle in (("teams", "project_manager"), ("", "/agentbot <task>"), ("help", "team:")):
+        status, body = slash(bot, text)
+        assert status == 200
+        assert needle in json.loads(body)["text"]
+    assert bot.slack.calls_to("chat.postMessage") == []  # nothing in the channel
+
+
+def test_slash_command_with_a_task_starts_a_conversation_under_a_new_message(
+    bot: Bot, llm: FakeOpenAI
+) -> None:
+    llm.script("Bonjour à tous.\nTERMINATE")
+    status, body = slash(bot, "team:coder say hello in French &amp; nothing else")
+    assert (status, body) == (200, "")
+    (root,) = [m for m in bot.slack.state.messages[CHANNEL] if not m.get("thread_ts")]
+    assert root["text"] == "<@UANA> asked (team *coder*): say hello in French &amp; nothing else"
+    bot.work()
+    answer = bot.thread(root["ts"])
+    assert answer[0]["username"] == "assistant" and "Bonjour" in answer[0]["text"]
+    assert "say hello in French & nothing else" in json.dumps(llm.requests[0]["messages"])
+
+
+def test_slash_command_where_the_bot_may_not_post_says_why_to_the_sender(bot: Bot) -> None:
+    bot.slack.fail("chat.postMessage", status=200, error="not_in_channel")
+    status, body = slash(bot, "plot sales")
+    assert status == 200
+    assert "invite me with `/invite @agentbot`" in json.loads(body)["text"]
+    assert bot.rt.queue.queue.count == 0
+
+
+def details_click(bot: Bot, message: dict[str, Any], root: str, value: str) -> int:
+    payload = action_payload(
+        "subteam_details", user="UBOB", message_ts=message["ts"], thread_ts=root, value=value,
+        trigger_id=f"details.{uuid.uuid4().hex[:6]}",
+    )  # fmt: skip
+    return bot.post(
+        urlencode({"payload": json.dumps(payload)}).encode(), "application/x-www-form-urlencoded"
+    )[0]
+
+
+def test_sub_team_message_opens_its_whole_conversation_in_a_modal(bot: Bot, llm: FakeOpenAI) -> None:
+    llm.script(
+        "Asking the budget specialist.\nDELEGATE budget: cost of 4 engineers for 3 months",
+        "| people | $150k |\n| contingency | $30k |\nTotal $180k.",
+        "Plan: 3 months, $180k. TERMINATE",
+    )
+    root = say(bot, "team:project_manager plan our app")
+    bot.work()
+    (card,) = [m for m in bot.thread(root) if "accessory" in json.dumps(m["blocks"])]
+    button = card["blocks"][0]["accessory"]
+    assert button["action_id"] == "subteam_details"
+    assert details_click(bot, card, root, button["value"]) == 200
+    bot.work()
+    assert bot.slack.wait_for(lambda: len(bot.slack.calls_to("views.open")) == 1)
+    view = bot.slack.calls_to("views.open")[0].args["view"]
+    view = json.loads(view) if isinstance(view, str) else view
+    shown = json.dumps(view["blocks"])
+    assert "*budget_analyst*: | people | $150k |" in shown and "cost of 4 engineers" in shown
+
+    other = json.dumps({"thread": f"{root}~zz-budget"})  # this thread's shape, but no such sub-team
+    assert details_click(bot, card, root, other) == 200
+    assert bot.slack.wait_for(lambda: len(bot.slack.calls_to("views.open")) == 2)
+    missing = bot.slack.calls_to("views.open")[1].args["view"]
+    assert "no longer available" in json.dumps(missing)
+    foreign = json.dumps({"thread": "1600000000.000001~s1-budget"})  # another thread's: refused outright
+    assert details_click(bot, card, root, foreign) == 200
+    bot.bridge.background.submit(lambda: None).result()
+    assert len(bot.slack.calls_to("views.open")) == 2

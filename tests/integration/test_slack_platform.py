@@ -114,21 +114,22 @@ def test_update_pacing_is_shared_through_redis(slack: FakeSlack, redis_client: r
     assert second.at - first.at >= 0.25
 
 
+ARTIFACTS = [
+    Artifact(name="chart.png", mime_type="image/png", size=len(PNG), content=PNG),
+    Artifact(name="data.csv", mime_type="text/csv", size=3, content=b"a,b"),
+]
+
+
 def test_upload_sends_artifacts_into_the_thread_in_three_steps(
     slack: FakeSlack, platform: SlackPlatform
 ) -> None:
-    platform.upload(
-        KEY,
-        [
-            Artifact(name="chart.png", mime_type="image/png", size=len(PNG), content=PNG),
-            Artifact(name="data.csv", mime_type="text/csv", size=3, content=b"a,b"),
-        ],
-    )
+    platform.upload(KEY, ARTIFACTS, run_id="r1")
     methods = slack.methods()
     assert methods.count("files.getUploadURLExternal") == 2
     assert methods[-1] == "files.completeUploadExternal"
     (upload,) = slack.uploaded()
     assert (upload["channel_id"], upload["thread_ts"]) == ("C0001", KEY.thread_ts)
+    assert upload["initial_comment"] == ":paperclip: Files from run r1"
     assert [f["content"] for f in upload["files"]] == [PNG, b"a,b"]
     first_url_call = slack.calls_to("files.getUploadURLExternal")[0]
     assert first_url_call.args["filename"] == "chart.png" and "alt_txt" in first_url_call.args
@@ -229,3 +230,38 @@ def test_status_never_raises(slack: FakeSlack) -> None:
     slack.fail("assistant.threads.setStatus", status=200, error="channel_not_found")
     slack.fail("reactions.add", status=200, error="already_reacted")
     SlackPlatform(make_client(TOKEN, slack.api_url)).set_status(KEY, "x")
+
+
+def test_upload_whose_answer_was_lost_is_not_shared_again_when_resumed(
+    slack: FakeSlack, platform: SlackPlatform
+) -> None:
+    slack.add_message("C0001", user="UANA", text="plot it", ts=KEY.thread_ts)
+    platform.upload(KEY, ARTIFACTS[:1], run_id="r1")  # an earlier run's files, shared once
+    slack.fail("files.completeUploadExternal", status=500, after=True)  # shared, but the answer is lost
+    with pytest.raises(PlatformError) as lost:
+        platform.upload(KEY, ARTIFACTS, run_id="r2")
+    assert lost.value.retryable
+    platform.upload(KEY, ARTIFACTS, run_id="r2", resume=True)  # the retry of the step
+    assert [u["initial_comment"] for u in slack.uploaded()] == [
+        ":paperclip: Files from run r1",
+        ":paperclip: Files from run r2",
+    ]
+    platform.upload(KEY, ARTIFACTS, run_id="r3", resume=True)  # resuming what never got through: shares
+    assert len(slack.uploaded()) == 3
+
+
+def test_upload_of_more_files_than_one_share_takes_resumes_batch_by_batch(
+    slack: FakeSlack, platform: SlackPlatform
+) -> None:
+    slack.add_message("C0001", user="UANA", text="plot it", ts=KEY.thread_ts)
+    many = [Artifact(name=f"f{i}.txt", mime_type="text/plain", size=1, content=b"x") for i in range(12)]
+    slack.fail("files.completeUploadExternal", status=500, times=1, after=True)
+    with pytest.raises(PlatformError):
+        platform.upload(KEY, many, run_id="r1")
+    platform.upload(KEY, many, run_id="r1", resume=True)
+    shared = slack.uploaded()
+    assert [u["initial_comment"] for u in shared] == [
+        ":paperclip: Files from run r1 (1/2)",
+        ":paperclip: Files from run r1 (2/2)",
+    ]
+    assert sum(len(u["files"]) for u in shared) == 12

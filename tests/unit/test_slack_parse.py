@@ -18,7 +18,19 @@ from agentbot.conversation.events import (
     Stop,
 )
 from agentbot.conversation.state import ConversationKey
-from agentbot.slack.parse import parse_action, parse_event, plain_text, prior_messages
+from agentbot.slack.parse import (
+    Ask,
+    DetailsRequest,
+    Inbound,
+    SlashCommand,
+    ask_topic,
+    parse_action,
+    parse_command,
+    parse_details,
+    parse_event,
+    plain_text,
+    prior_messages,
+)
 
 BOT = "UBOT"
 TEAM = "T0001"
@@ -109,11 +121,20 @@ def click(action_id: str, value: object, **extra: Any) -> dict[str, Any]:
 
 
 KEY = ConversationKey(team_id=TEAM, channel_id="C0001", thread_ts=ROOT)
+
+
+def conversation_event(body: dict[str, Any]) -> Inbound:
+    """`parse_event`, for payloads that must be for a conversation (not None, not an `Ask`)."""
+    inbound = parse_event(body, bot_user_id=BOT)
+    assert isinstance(inbound, Inbound), inbound
+    return inbound
+
+
 VALUE = json.dumps({"run_id": "r1", "code_hash": "h1"})
 
 
 def test_mention_starts_a_conversation_in_its_own_thread() -> None:
-    inbound = parse_event(envelope(mention()), bot_user_id=BOT)
+    inbound = conversation_event(envelope(mention()))
     assert inbound is not None
     assert inbound.key == KEY
     assert inbound.event == Start(event_id="Ev01", user_id="UANA", text="plot sin(x)")
@@ -121,13 +142,13 @@ def test_mention_starts_a_conversation_in_its_own_thread() -> None:
 
 
 def test_mention_with_a_team_prefix_chooses_that_team() -> None:
-    inbound = parse_event(envelope(mention(text=f"<@{BOT}> team:analysts plot sales")), bot_user_id=BOT)
+    inbound = conversation_event(envelope(mention(text=f"<@{BOT}> team:analysts plot sales")))
     assert inbound is not None
     assert inbound.event == Start(event_id="Ev01", user_id="UANA", text="plot sales", team="analysts")
 
 
 def test_mention_inside_a_thread_starts_there_and_asks_for_context() -> None:
-    inbound = parse_event(envelope(mention(ts=REPLY, thread_ts=ROOT)), bot_user_id=BOT)
+    inbound = conversation_event(envelope(mention(ts=REPLY, thread_ts=ROOT)))
     assert inbound is not None
     assert inbound.key == KEY
     assert inbound.message_ts == REPLY
@@ -159,7 +180,7 @@ def test_mention_inside_a_thread_starts_there_and_asks_for_context() -> None:
     ],
 )
 def test_thread_reply_becomes_human_input(event: dict[str, Any], expected: object) -> None:
-    inbound = parse_event(envelope(event), bot_user_id=BOT)
+    inbound = conversation_event(envelope(event))
     assert inbound is not None
     assert inbound.key == KEY
     assert inbound.event == expected
@@ -197,22 +218,19 @@ def test_envelope_without_event_id_or_team_is_ignored() -> None:
 
 
 def test_direct_message_starts_and_thread_reply_in_dm_continues() -> None:
-    top = parse_event(
-        envelope(message(channel="D0001", channel_type="im", thread_ts=None, ts=ROOT, text="hello")),
-        bot_user_id=BOT,
+    top = conversation_event(
+        envelope(message(channel="D0001", channel_type="im", thread_ts=None, ts=ROOT, text="hello"))
     )
     assert top is not None and top.is_dm
     assert top.key == ConversationKey(team_id=TEAM, channel_id="D0001", thread_ts=ROOT)
     assert top.event == Start(event_id="Ev01", user_id="UANA", text="hello")
-    reply = parse_event(
-        envelope(message(channel="D0001", channel_type="im", text=f"<@{BOT}> more")), bot_user_id=BOT
-    )
+    reply = conversation_event(envelope(message(channel="D0001", channel_type="im", text=f"<@{BOT}> more")))
     assert reply is not None and reply.is_dm
     assert reply.event == HumanMessage(event_id="Ev01", user_id="UANA", text="more")
 
 
 def test_mention_with_stop_stops() -> None:
-    inbound = parse_event(envelope(mention(text=f"<@{BOT}> stop", ts=REPLY, thread_ts=ROOT)), bot_user_id=BOT)
+    inbound = conversation_event(envelope(mention(text=f"<@{BOT}> stop", ts=REPLY, thread_ts=ROOT)))
     assert inbound is not None
     assert inbound.event == Stop(event_id="Ev01", user_id="UANA")
 
@@ -230,7 +248,7 @@ def test_shared_files_become_file_refs() -> None:
         {"id": "F2", "mode": "tombstone"},
         {"id": "F3", "name": "x.bin", "file_access": "check_file_info"},
     ]
-    inbound = parse_event(envelope(message(subtype="file_share", files=files)), bot_user_id=BOT)
+    inbound = conversation_event(envelope(message(subtype="file_share", files=files)))
     assert inbound is not None
     assert isinstance(inbound.event, HumanMessage)
     assert inbound.event.files == (
@@ -354,3 +372,115 @@ def test_speaker_buttons_become_picks(action_id: str, value: str, expected: tupl
     assert inbound.event == PickSpeaker(
         event_id="action:1234.5678.abcd", user_id="UANA", pick_id=expected[0], speaker=expected[1]
     )
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("teams", "teams"),
+        ("Teams?", "teams"),
+        ("list teams", "teams"),
+        ("show  teams.", "teams"),
+        ("team list", "teams"),
+        ("help", "help"),
+        ("?", "help"),
+        ("HELP!", "help"),
+        ("teams please", None),
+        ("help me plot sales", None),
+        ("team:trio write a poem", None),
+        ("", None),
+    ],
+)
+def test_ask_topics_are_the_whole_message(text: str, expected: str | None) -> None:
+    assert ask_topic(text) == expected
+
+
+def test_mention_asking_for_teams_or_help_is_an_ask_not_a_start() -> None:
+    teams = parse_event(envelope(mention(text=f"<@{BOT}> teams")), bot_user_id=BOT)
+    assert teams == Ask(key=KEY, topic="teams", event_id="Ev01", user_id="UANA")
+    in_thread = parse_event(
+        envelope(mention(text=f"<@{BOT}> help", ts=REPLY, thread_ts=ROOT)), bot_user_id=BOT
+    )
+    assert in_thread == Ask(key=KEY, topic="help", event_id="Ev01", user_id="UANA")
+
+
+def test_direct_message_asking_for_teams_is_an_ask_but_a_thread_reply_saying_teams_is_input() -> None:
+    dm = message(text="teams", channel="D0001", channel_type="im", thread_ts=None, ts=ROOT)
+    dm_key = KEY.model_copy(update={"channel_id": "D0001"})
+    assert parse_event(envelope(dm), bot_user_id=BOT) == Ask(
+        key=dm_key, topic="teams", event_id="Ev01", user_id="UANA"
+    )
+    inbound = conversation_event(envelope(message(text="teams")))
+    assert isinstance(inbound.event, HumanMessage) and inbound.event.text == "teams"
+
+
+def command(text: str, **extra: Any) -> dict[str, Any]:
+    """A slash command payload as Bolt parses Slack's form post."""
+    return {
+        "token": "legacy", "team_id": TEAM, "team_domain": "acme", "channel_id": "C0001",
+        "channel_name": "data", "user_id": "UANA", "user_name": "ana", "command": "/agentbot",
+        "text": text, "api_app_id": "A0001", "is_enterprise_install": "false",
+        "response_url": "https://hooks.slack.com/commands/T0001/1/x", "trigger_id": "99.88.cc", **extra,
+    }  # fmt: skip
+
+
+IDS = {"team_id": TEAM, "channel_id": "C0001", "user_id": "UANA", "trigger_id": "99.88.cc"}
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("teams", SlashCommand(**IDS, topic="teams")),
+        ("", SlashCommand(**IDS, topic="help")),
+        ("help", SlashCommand(**IDS, topic="help")),
+        ("team:trio", SlashCommand(**IDS, topic="help")),  # a team but no task
+        ("plot sin(x)", SlashCommand(**IDS, topic="start", text="plot sin(x)", user_name="ana")),
+        (
+            "team:trio write a launch note &amp; a tweet",
+            SlashCommand(
+                **IDS, topic="start", text="write a launch note & a tweet", team="trio", user_name="ana"
+            ),
+        ),
+    ],
+)
+def test_slash_commands_ask_or_start(text: str, expected: SlashCommand) -> None:
+    assert parse_command(command(text)) == expected
+
+
+@pytest.mark.parametrize("missing", ["team_id", "channel_id", "user_id", "trigger_id", "command"])
+def test_slash_command_without_a_field_slack_always_sends_is_refused(missing: str) -> None:
+    assert parse_command({k: v for k, v in command("teams").items() if k != missing}) is None
+
+
+SUB_THREAD = f"{ROOT}~s1-budget"
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        (
+            json.dumps({"thread": SUB_THREAD}),
+            DetailsRequest(
+                key=KEY,
+                detail=KEY.model_copy(update={"thread_ts": SUB_THREAD}),
+                user_id="UANA",
+                trigger_id="1234.5678.abcd",
+            ),
+        ),
+        (json.dumps({"thread": "1600000000.000001~s1-budget"}), None),  # another thread's sub-team
+        (json.dumps({"thread": ROOT}), None),  # the thread itself
+        ("garbage", None),
+        (json.dumps(["not", "an", "object"]), None),
+    ],
+    ids=["own-sub-team", "other-thread", "not-a-sub-team", "garbage", "list"],
+)
+def test_details_click_names_a_sub_conversation_of_its_own_thread(
+    value: str, expected: DetailsRequest | None
+) -> None:
+    assert parse_details(click("subteam_details", value)) == expected
+
+
+def test_details_click_without_trigger_id_is_refused() -> None:
+    body = click("subteam_details", json.dumps({"thread": SUB_THREAD}))
+    del body["trigger_id"]
+    assert parse_details(body) is None

@@ -258,6 +258,13 @@ def test_notice_has_an_icon_for_its_level_and_no_agent_name(level: str, emoji: s
     assert message.username is None
 
 
+def test_notice_mentions_people_in_its_notification_text_but_an_agents_text_cannot() -> None:
+    (notice,) = render(NoticePost(text="Stopped by <@UANA>. <!channel>")).messages
+    assert notice.text == ":information_source: Stopped by <@UANA>. @\u200bchannel"
+    (agent,) = render(AgentPost(speaker="critic", text="ask <@UANA>")).messages
+    assert agent.text == "critic: ask &lt;@UANA&gt;"
+
+
 def test_speaker_choice_has_a_button_per_agent_and_then_shows_the_pick() -> None:
     options = (
         SpeakerOption(name="planner", description="plans"),
