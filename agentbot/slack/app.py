@@ -175,7 +175,15 @@ class Bridge:
             team=command.team,
         )
         inbound = Inbound(key=key, event=start, message_ts=ts)
-        self.accept(inbound, delivery_id=start.event_id, bot_user_id=None)
+        try:
+            self.accept(inbound, delivery_id=start.event_id, bot_user_id=None)
+        except (AgentbotError, redis.RedisError) as exc:
+            # Slack does not retry a slash command: say so on the task's message and to its sender.
+            logger.warning("conversation %s: task posted, not started: %s", key.id, exc)
+            failed = render_command_root(command.user_id, command.text, command.team, not_started=True)
+            with contextlib.suppress(PlatformError):
+                self.platform.replace(command.channel_id, ts, failed)
+            return "I posted your task but could not start the conversation (storage unavailable). Try again."
         return ""
 
     def _show_details(self, request: DetailsRequest) -> None:

@@ -185,6 +185,11 @@ class SlackPlatform:
             )
         return str(response.get("ts") or "")
 
+    def replace(self, channel_id: str, ts: str, message: SlackMessage) -> None:
+        """Edit a message the bot posted outside any conversation (a slash command's task)."""
+        with _translated("chat.update", channel_id):
+            self._post_client.chat_update(channel=channel_id, ts=ts, **message.kwargs())
+
     def open_view(self, key: ConversationKey, view: dict[str, Any], *, trigger_id: str) -> None:
         """Open a modal for the person whose click carried `trigger_id` (valid for 3 seconds)."""
         with _translated("views.open", key.id):

@@ -245,10 +245,17 @@ _RENDERERS: dict[str, Callable[[Any], Rendered]] = {
 }
 
 
-def render_command_root(user_id: str, task: str, team: str | None) -> SlackMessage:
-    """The channel message a `/agentbot <task>` conversation threads under (slash commands post nothing)."""
+def render_command_root(
+    user_id: str, task: str, team: str | None, *, not_started: bool = False
+) -> SlackMessage:
+    """The channel message a `/agentbot <task>` conversation threads under (slash commands post nothing).
+
+    `not_started`: the same message once its conversation could not be stored (nothing answers it).
+    """
     chosen = f" (team *{escape(team)}*)" if team else ""
     text = f"<@{user_id}> asked{chosen}: {escape(task)}"
+    if not_started:
+        text += "\n:warning: Not started: I could not save this conversation. Please try again."
     return SlackMessage(text=truncate(text, FALLBACK_LIMIT), blocks=(section_block(text),))
 
 

@@ -34,6 +34,7 @@ from agentbot.settings import load_settings
 from agentbot.slack.app import Bridge, build_app
 from agentbot.slack.platform import SlackPlatform
 from agentbot.slack.server import make_server
+from agentbot.store import RedisStore
 from tests.fakes.openai_server import FakeOpenAI
 from tests.fakes.slack_server import BOT_ID, BOT_USER_ID, TEAM_ID, TOKEN, FakeSlack, sign
 
@@ -454,14 +455,19 @@ def test_socket_mode_envelopes_reach_the_same_listeners(bot: Bot, llm: FakeOpenA
 # -- asking the bot about itself, slash commands, sub-team details ---------------------------------
 
 
-def slash(bot: Bot, text: str, *, user: str = "UANA", trigger_id: str = "7.7.x") -> tuple[int, str]:
-    """`/agentbot <text>` as Slack posts it (a signed form); returns the status and the ack's body."""
-    form = {
+def slash_form(text: str, *, user: str = "UANA", trigger_id: str = "7.7.x") -> dict[str, str]:
+    """The form Slack posts for `/agentbot <text>`."""
+    return {
         "token": "legacy", "team_id": TEAM_ID, "team_domain": "acme", "channel_id": CHANNEL,
         "channel_name": "data", "user_id": user, "user_name": user.lower(), "command": "/agentbot",
         "text": text, "api_app_id": "A0001", "is_enterprise_install": "false",
         "response_url": "https://hooks.slack.com/commands/T0001/1/x", "trigger_id": trigger_id,
     }  # fmt: skip
+
+
+def slash(bot: Bot, text: str, *, user: str = "UANA", trigger_id: str = "7.7.x") -> tuple[int, str]:
+    """`/agentbot <text>` as Slack posts it (signed); returns the status and the ack's body."""
+    form = slash_form(text, user=user, trigger_id=trigger_id)
     return bot.post(urlencode(form).encode(), "application/x-www-form-urlencoded")
 
 
@@ -506,6 +512,22 @@ def test_slash_command_where_the_bot_may_not_post_says_why_to_the_sender(bot: Bo
     status, body = slash(bot, "plot sales")
     assert status == 200
     assert "invite me with `/invite @agentbot`" in json.loads(body)["text"]
+    assert bot.rt.queue.queue.count == 0
+
+
+def test_slash_command_whose_conversation_cannot_be_stored_says_so_on_its_message_and_to_the_sender(
+    bot: Bot,
+) -> None:
+    down = redis.Redis(host="127.0.0.1", port=1, socket_connect_timeout=0.2, retry=Retry(NoBackoff(), 0))
+    bridge = Bridge(store=RedisStore(down), queue=bot.rt.queue, redis=down, platform=bot.platform)
+    try:
+        answer = bridge.on_command(slash_form("team:coder plot sales"))  # what Bolt hands the listener
+    finally:
+        bridge.background.shutdown(wait=True)
+    assert "could not start the conversation" in answer
+    (root,) = [m for m in bot.slack.state.messages[CHANNEL] if not m.get("thread_ts")]
+    assert root["text"].startswith("<@UANA> asked (team *coder*): plot sales")  # the task is kept
+    assert "Not started" in root["text"] and len(bot.slack.calls_to("chat.update")) == 1
     assert bot.rt.queue.queue.count == 0
 
 

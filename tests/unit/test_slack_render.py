@@ -24,7 +24,7 @@ from agentbot.conversation.posts import (
     SubTeamPost,
     UploadPost,
 )
-from agentbot.slack.render import Rendered, close_fences, render, split_markdown
+from agentbot.slack.render import Rendered, close_fences, render, render_command_root, split_markdown
 
 AT = datetime(2025, 1, 2, 3, 4, tzinfo=UTC)
 FENCE = "```"
@@ -310,3 +310,24 @@ def test_meter_says_spent_budget_and_tokens() -> None:
 def test_agent_icon_from_the_team_wins() -> None:
     message = render(AgentPost(speaker="planner", text="hi", icon=":calendar:")).messages[0]
     assert message.icon_emoji == ":calendar:"
+
+
+@pytest.mark.parametrize(
+    ("team", "not_started", "expected"),
+    [
+        (None, False, "<@UANA> asked: plot a &lt;chart&gt; &amp; more"),
+        ("coder", False, "<@UANA> asked (team *coder*): plot a &lt;chart&gt; &amp; more"),
+        (
+            "coder",
+            True,
+            "<@UANA> asked (team *coder*): plot a &lt;chart&gt; &amp; more\n:warning: Not started",
+        ),
+    ],
+)
+def test_slash_command_task_message_keeps_the_task_and_says_when_it_did_not_start(
+    team: str | None, not_started: bool, expected: str
+) -> None:
+    message = render_command_root("UANA", "plot a <chart> & more", team, not_started=not_started)
+    assert message.text.startswith(expected)
+    assert ("Not started" in message.text) is not_started
+    assert message.blocks[0]["text"]["text"] == message.text
