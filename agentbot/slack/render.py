@@ -135,7 +135,7 @@ def render_ephemeral(post: EphemeralPost) -> Rendered:
 
 
 def render_upload(post: UploadPost) -> Rendered:
-    """A line naming the files a run made (the files themselves go up with `files_upload_v2`)."""
+    """Files are shared by `SlackPlatform.upload` under `upload_comment`; if ever posted, one line."""
     names = ", ".join(f"`{escape(name)}`" for name in post.names) or "none"
     text = truncate(f":paperclip: Files from this run: {names}", SECTION_LIMIT)
     return Rendered(messages=(SlackMessage(text=text, blocks=(context_block(text),)),))
