@@ -119,10 +119,8 @@ class SlackPlatform:
 
     def update(self, key: ConversationKey, message_id: str, post: Post) -> None:
         """Replace a message (e.g. a decided approval card), at most about once a second per message."""
-        message = render(post).messages[0]
         self._pace(key, message_id)
-        with _translated("chat.update", key.id):
-            self.client.chat_update(channel=key.channel_id, ts=message_id, **message.kwargs())
+        self.replace(key.channel_id, message_id, render(post).messages[0], where=key.id)
 
     def upload(
         self, key: ConversationKey, artifacts: Sequence[Artifact], *, run_id: str, resume: bool = False
@@ -185,10 +183,10 @@ class SlackPlatform:
             )
         return str(response.get("ts") or "")
 
-    def replace(self, channel_id: str, ts: str, message: SlackMessage) -> None:
-        """Edit a message the bot posted outside any conversation (a slash command's task)."""
-        with _translated("chat.update", channel_id):
-            self._post_client.chat_update(channel=channel_id, ts=ts, **message.kwargs())
+    def replace(self, channel_id: str, ts: str, message: SlackMessage, *, where: str = "") -> None:
+        """Edit a message the bot posted (an edit is idempotent: the client may retry it)."""
+        with _translated("chat.update", where or channel_id):
+            self.client.chat_update(channel=channel_id, ts=ts, **message.kwargs())
 
     def open_view(self, key: ConversationKey, view: dict[str, Any], *, trigger_id: str) -> None:
         """Open a modal for the person whose click carried `trigger_id` (valid for 3 seconds)."""
