@@ -43,6 +43,35 @@ class InputFile(BaseModel):
     content: bytes = Field(repr=False)
 
 
+class EgressGrant(BaseModel):
+    """The hosts one run may reach through the egress proxy (entries: `host`, `*.domain`, `host:port`).
+
+    `hosts` reach public addresses only; `private_hosts` were named exactly by someone allowed to open
+    private and Docker-host addresses (the operator, or a thread under `AGENTBOT_SANDBOX_THREAD_ALLOW=any`).
+    Addresses that are never allowed (link-local, loopback, the proxy, Redis, the Docker API) stay shut.
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    hosts: tuple[str, ...] = ()
+    private_hosts: tuple[str, ...] = ()
+
+
+class EgressReport(BaseModel):
+    """What a run did on the network through the egress proxy: the audit of one run.
+
+    Hosts are named as people allow them: `host` for ports 80 and 443, else `host:port`.
+    `askable` is the part of `blocked` that the people in the thread may allow with a button.
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    contacted: tuple[str, ...] = ()
+    blocked: tuple[str, ...] = ()
+    askable: tuple[str, ...] = ()
+    notes: tuple[str, ...] = ()  # e.g. a cap on bytes or connections that was hit
+
+
 class CodeResult(BaseModel):
     """What a run produced. A timeout is data (`timed_out`, exit code 124), never an exception."""
 
@@ -53,3 +82,4 @@ class CodeResult(BaseModel):
     artifacts: tuple[Artifact, ...] = ()
     timed_out: bool = False
     output_truncated: bool = False
+    egress: EgressReport | None = None  # None: the run had no egress proxy (network `none` or `bridge`)

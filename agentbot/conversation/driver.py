@@ -199,7 +199,7 @@ def _run_code(ports: Ports, state: ConversationState, action: engine.RunCode) ->
     state = ports.store.save(engine.on_run_started(state))
     ports.platform.set_status(state.key, "is running the code…")
     try:
-        result = ports.executor.run(state.key.slug, action.run.blocks)
+        result = ports.executor.run(state.key.slug, action.run.blocks, grant=state.egress.grant())
     except SandboxError as exc:
         logger.warning("conversation %s: sandbox failed: %s", state.key.id, exc)
         state = engine.on_sandbox_error(state, exc.user_message, ports.clock())

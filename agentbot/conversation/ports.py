@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Protocol
 
-from agentbot.conversation.code import Artifact, CodeBlock, CodeResult, InputFile
+from agentbot.conversation.code import Artifact, CodeBlock, CodeResult, EgressGrant, InputFile
 from agentbot.conversation.events import Event, FileRef
 from agentbot.conversation.llm import ChatMessage, Completion
 from agentbot.conversation.posts import Post
@@ -36,7 +36,11 @@ class CodeExecutor(Protocol):
     the code could not be run at all; failures and timeouts of the code are data in `CodeResult`.
     """
 
-    def run(self, workspace: str, blocks: Sequence[CodeBlock]) -> CodeResult: ...
+    def run(
+        self, workspace: str, blocks: Sequence[CodeBlock], *, grant: EgressGrant | None = None
+    ) -> CodeResult:
+        """Run `blocks`; `grant` is what this run may reach through the egress proxy (None: nothing)."""
+        ...
 
     def put_files(self, workspace: str, files: Sequence[InputFile]) -> None: ...
 

@@ -9,7 +9,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from agentbot.conversation.code import CodeBlock
+from agentbot.conversation.code import CodeBlock, EgressGrant
 from agentbot.conversation.events import FileRef
 from agentbot.conversation.posts import Post
 from agentbot.conversation.team import Team
@@ -134,6 +134,35 @@ class PendingRun(BaseModel):
     decided_by: str | None = None
 
 
+ThreadAllow = Literal["public", "any", "none"]
+
+
+class EgressState(BaseModel):
+    """What a conversation's runs may reach through the egress proxy, and who may widen it.
+
+    `operator_hosts` are the operator's entries for this conversation (workspace, channel and team
+    lists and the package index), fixed when it starts; `thread_hosts` are what people allowed in the
+    thread. `thread_allow` (AGENTBOT_SANDBOX_THREAD_ALLOW) decides what people may open: `public` hosts,
+    `any` exact `host:port` (private and Docker-host addresses too), or `none`.
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    network: str = "none"  # the sandbox network mode: `proxy`, `none` or `bridge`
+    operator_hosts: tuple[str, ...] = ()
+    thread_hosts: tuple[str, ...] = ()
+    thread_allow: ThreadAllow = "public"
+
+    def grant(self) -> EgressGrant:
+        """What the next run may reach: exact operator entries (and `any` thread ones) open private ones."""
+        exact = tuple(entry for entry in self.operator_hosts if not entry.startswith("*."))
+        thread_exact = self.thread_hosts if self.thread_allow == "any" else ()
+        return EgressGrant(
+            hosts=tuple(dict.fromkeys((*self.operator_hosts, *self.thread_hosts))),
+            private_hosts=tuple(dict.fromkeys((*exact, *thread_exact))),
+        )
+
+
 class ModelUsage(BaseModel):
     """Tokens and cost spent on one model, like the usage in AutoGen's `ChatResult.cost`."""
 
@@ -208,6 +237,7 @@ class ConversationState(BaseModel):
     delegation_seq: int = 0
     parent: ConversationKey | None = None  # set on a sub-team's conversation: its lead's
     sub_id: str = ""
+    egress: EgressState = Field(default_factory=EgressState)  # network of the runs (egress proxy lists)
 
     @property
     def total_cost_usd(self) -> float:

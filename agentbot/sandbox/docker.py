@@ -61,7 +61,7 @@ import docker
 import docker.errors
 import requests.exceptions
 
-from agentbot.conversation.code import Artifact, CodeBlock, CodeResult, InputFile
+from agentbot.conversation.code import Artifact, CodeBlock, CodeResult, EgressGrant, InputFile
 from agentbot.errors import SandboxError
 from agentbot.sandbox.artifacts import MAX_ARTIFACTS, left_out, make_artifact, select
 from agentbot.sandbox.plan import PlanError, plan_run, safe_filename
@@ -345,7 +345,9 @@ class DockerExecutor:
 
     # -- the CodeExecutor port -------------------------------------------------------------------
 
-    def run(self, workspace: str, blocks: Sequence[CodeBlock]) -> CodeResult:
+    def run(
+        self, workspace: str, blocks: Sequence[CodeBlock], *, grant: EgressGrant | None = None
+    ) -> CodeResult:
         """Run `blocks` in order within one time limit, stopping at the first that fails."""
         _check_slug(workspace)
         try:

@@ -22,7 +22,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import IO
 
-from agentbot.conversation.code import CodeBlock, CodeResult, InputFile
+from agentbot.conversation.code import CodeBlock, CodeResult, EgressGrant, InputFile
 from agentbot.errors import SandboxError
 from agentbot.sandbox.artifacts import changed_files, make_artifacts, snapshot
 from agentbot.sandbox.mpl import BACKEND, BACKEND_DIR
@@ -56,7 +56,9 @@ class LocalExecutor:
             artifact_limit=settings.artifact_limit,
         )
 
-    def run(self, workspace: str, blocks: Sequence[CodeBlock]) -> CodeResult:
+    def run(
+        self, workspace: str, blocks: Sequence[CodeBlock], *, grant: EgressGrant | None = None
+    ) -> CodeResult:
         """Run `blocks` in order within one time limit, stopping at the first that fails."""
         root = self._workspace(workspace, create=True)
         try:
