@@ -16,6 +16,7 @@ lint: install
 	ruff check .
 	ruff format --check .
 	mypy
+	shellcheck agentbot/sandbox/docker/wrapper.sh
 
 format:
 	ruff format .

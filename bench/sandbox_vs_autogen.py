@@ -2,7 +2,7 @@
 
 Run-to-result latency of the same code blocks, median of N runs after a warm-up, printed as a markdown
 table. AG2 runs its usual way: one warm container, the work dir bind-mounted from the host, root-less
-only because our image says so, with a network, no limits. Ours runs hardened (see agentbot/sandbox/docker.py)
+only because our image says so, with a network, no limits. Ours runs hardened (see agentbot/sandbox/docker/)
 and also returns the chart as an artifact.
 
     pip install autogen==0.14.1

@@ -1,0 +1,372 @@
+"""Sandbox containers on the engine: names and labels, hardened config, start, retire, save, workspaces."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import re
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from importlib import resources
+from typing import Any
+
+import docker
+import docker.errors
+import requests.exceptions
+
+from agentbot.errors import SandboxError
+
+logger = logging.getLogger(__name__)
+
+ROLE_LABEL = "agentbot.role"
+WORKSPACE_LABEL = "agentbot.workspace"
+EXPIRES_LABEL = "agentbot.expires"
+LAST_USED_LABEL = "agentbot.last-used"
+SANDBOX_ROLE = "sandbox"
+WORKSPACE_ROLE = "workspace"
+CODE_USER = "1000:1000"
+KEEPER_USER = "65534:65534"  # PID 1 and its sleep: not the code's uid, so `kill -9 -1` spares them
+SAVE_USER = "0:0"  # with every capability dropped: can write the root-owned /keep, nothing more
+WORKSPACE_DIR = "/workspace"
+TMP_SIZE = 64 * 1024 * 1024
+LIFETIME_MARGIN = 900.0  # PID 1 outlives `warm_seconds` by this much, then the container ends itself
+SLUG = re.compile(r"[A-Za-z0-9_-]{1,128}")
+_SIZE = re.compile(r"(?i)^\s*(\d+(?:\.\d+)?)\s*([bkmg]?)b?\s*$")
+
+# The in-container program every exec runs (`bash -c WRAPPER agentbot <mode> <args>...`).
+WRAPPER = resources.files(__package__).joinpath("wrapper.sh").read_text(encoding="utf-8")
+
+
+def parse_size(text: str) -> int:
+    """Bytes for a Docker-style size such as `512m` or `1g` (binary units)."""
+    match = _SIZE.match(text)
+    if not match:
+        raise ValueError(f"not a size: {text!r}")
+    number, unit = float(match.group(1)), match.group(2).lower()
+    return int(number * 1024 ** "bkmg".index(unit or "b"))
+
+
+def check_slug(workspace: str) -> None:
+    if not SLUG.fullmatch(workspace):
+        raise ValueError(f"workspace must be a slug of letters, digits, '_' and '-', not {workspace!r}")
+
+
+def sandbox_name(workspace: str) -> str:
+    return f"agentbot-sbx-{workspace}"
+
+
+def stamp_name(workspace: str) -> str:
+    return f"agentbot-ws-{workspace}"
+
+
+def volume_name(workspace: str) -> str:
+    return f"agentbot-ws-{workspace}"
+
+
+@dataclass(frozen=True)
+class ContainerOptions:
+    """What every sandbox container gets: its image, network and limits, and how long it stays warm."""
+
+    image: str = "agentbot-sandbox:latest"
+    network: str = "none"
+    memory: int = 512 * 1024 * 1024
+    cpus: float = 1.0
+    pids: int = 128
+    disk: int = 256 * 1024 * 1024
+    warm_seconds: float = 600.0
+
+
+def container_config(api: docker.APIClient, options: ContainerOptions, workspace: str) -> dict[str, Any]:
+    """`create_container` arguments for the workspace's hardened, self-ending sandbox container."""
+    expires = time.time() + options.warm_seconds
+    return {
+        "image": options.image,
+        "name": sandbox_name(workspace),
+        "command": ["sleep", f"{options.warm_seconds + LIFETIME_MARGIN:.0f}"],
+        "user": KEEPER_USER,
+        "working_dir": WORKSPACE_DIR,
+        "hostname": "sandbox",
+        "environment": environment(options.cpus),
+        "labels": {
+            ROLE_LABEL: SANDBOX_ROLE,
+            WORKSPACE_LABEL: workspace,
+            EXPIRES_LABEL: f"{expires:.0f}",
+        },
+        "network_disabled": options.network == "none",
+        "host_config": host_config(api, options, workspace),
+    }
+
+
+def host_config(api: docker.APIClient, options: ContainerOptions, workspace: str) -> dict[str, Any]:
+    """The hardening: no privileges, read-only root, tmpfs workspace, limits, the saved workspace at /keep."""
+    # tmpfs pages count against the memory cgroup, so the code keeps `memory` for itself
+    memory = options.memory + options.disk + TMP_SIZE
+    config: dict[str, Any] = api.create_host_config(
+        init=True,
+        auto_remove=True,
+        network_mode=options.network,
+        read_only=True,
+        cap_drop=["ALL"],
+        security_opt=["no-new-privileges"],
+        mem_limit=memory,
+        memswap_limit=memory,
+        nano_cpus=int(options.cpus * 1e9),
+        pids_limit=options.pids,
+        tmpfs={
+            WORKSPACE_DIR: f"rw,nosuid,nodev,exec,size={options.disk},uid=1000,gid=1000,mode=0755",
+            "/tmp": f"rw,nosuid,nodev,exec,size={TMP_SIZE},mode=1777",
+        },
+        binds={volume_name(workspace): {"bind": "/keep", "mode": "rw"}},
+        ulimits=[docker.types.Ulimit(name="core", soft=0, hard=0)],
+    )
+    return config
+
+
+def environment(cpus: float) -> dict[str, str]:
+    """The container's environment, from scratch: the code never sees the worker's (API keys, tokens)."""
+    threads = str(max(1, int(cpus)))  # BLAS threads spinning past the CPU quota slow numpy down
+    return {
+        "OPENBLAS_NUM_THREADS": threads,
+        "OMP_NUM_THREADS": threads,
+        "MKL_NUM_THREADS": threads,
+        "PATH": "/usr/local/bin:/usr/bin:/bin",
+        "HOME": "/tmp",
+        "LANG": "C.UTF-8",
+        "PYTHONIOENCODING": "utf-8",
+        "PYTHONUNBUFFERED": "1",  # stdout and stderr then interleave in the order they were written
+        "PYTHONDONTWRITEBYTECODE": "1",
+        "PYTHONPATH": "/opt/agentbot/mpl",
+        "MPLBACKEND": "module://agentbot_backend",
+        "MPLCONFIGDIR": "/tmp/matplotlib",
+    }
+
+
+def expiry(labels: dict[str, str]) -> float:
+    """When a sandbox container is due to retire, from its label (0 when unreadable)."""
+    try:
+        return float(labels.get(EXPIRES_LABEL, 0))
+    except ValueError:
+        return 0.0
+
+
+class Containers:
+    """The engine side of the sandbox: one warm container per workspace, its saved volume and its stamp."""
+
+    def __init__(
+        self,
+        options: ContainerOptions,
+        *,
+        client: docker.DockerClient | None = None,
+        base_url: str | None = None,
+    ) -> None:
+        self.options = options
+        self._given_client = client
+        self._client = client
+        self._base_url = base_url
+
+    # -- the client and its errors ---------------------------------------------------------------
+
+    @property
+    def client(self) -> docker.DockerClient:
+        """The Docker client, made on first use (a constructor never talks to the engine)."""
+        if self._client is None:
+            if self._base_url:
+                self._client = docker.DockerClient(base_url=self._base_url, timeout=30)
+            else:
+                self._client = docker.from_env(timeout=30)
+        return self._client
+
+    @property
+    def api(self) -> docker.APIClient:
+        return self.client.api
+
+    def _reconnect(self) -> None:
+        """Drop a client we made, so the next call connects again: the engine may be back by then."""
+        if self._client is not None and self._client is not self._given_client:
+            self._client.close()
+            self._client = None
+
+    @contextlib.contextmanager
+    def translated(self, workspace: str) -> Iterator[None]:
+        """Engine errors become one `SandboxError` with words a user understands."""
+        try:
+            yield
+        except docker.errors.ImageNotFound as exc:
+            image = self.options.image
+            logger.error("workspace %s: sandbox image %s is missing", workspace, image)
+            raise SandboxError(
+                f"sandbox image {image} is missing",
+                user_message=f"The sandbox image {image} is missing: "
+                "build it with scripts/build-sandbox-image",
+            ) from exc
+        except (docker.errors.DockerException, requests.exceptions.RequestException, OSError) as exc:
+            logger.error("workspace %s: docker engine failed: %s", workspace, str(exc))  # no traceback kept
+            self._reconnect()
+            raise SandboxError(
+                f"docker engine failed: {exc}",
+                user_message="The Docker engine that runs the code sandbox is not reachable "
+                "or refused the run; try again once it is back.",
+            ) from exc
+
+    # -- execs -----------------------------------------------------------------------------------
+
+    def create_exec(
+        self, container: str, args: list[str], *, user: str = CODE_USER, stdin: bool = False
+    ) -> str:
+        """Create (not start) an exec of the wrapper with `args` in `container`; returns its id."""
+        created = self.api.exec_create(
+            container,
+            ["bash", "-c", WRAPPER, "agentbot", *args],
+            stdin=stdin,
+            user=user,
+            workdir=WORKSPACE_DIR,
+        )
+        exec_id: str = created["Id"]
+        return exec_id
+
+    def run_exec(self, container: str, args: list[str], *, user: str = CODE_USER) -> int:
+        """Run the wrapper with `args` to its end (no stdin, output dropped); returns its exit code."""
+        exec_id = self.create_exec(container, args, user=user)
+        self.api.exec_start(exec_id)
+        return self.exit_code(exec_id)
+
+    def exit_code(self, exec_id: str) -> int:
+        return int(self.api.exec_inspect(exec_id).get("ExitCode") or 0)
+
+    # -- the warm container ----------------------------------------------------------------------
+
+    def acquire(self, workspace: str, seconds: float) -> str:
+        """The id of the workspace's running container with `seconds` left, starting one if needed."""
+        try:
+            info = self.api.inspect_container(sandbox_name(workspace))
+        except docker.errors.NotFound:
+            return self.start(workspace)
+        labels = info["Config"].get("Labels") or {}
+        running = bool(info["State"].get("Running"))
+        if running and expiry(labels) > time.time() + seconds:
+            container_id: str = info["Id"]
+            return container_id
+        self.retire(info["Id"], workspace, save=running)
+        return self.start(workspace)
+
+    def start(self, workspace: str) -> str:
+        """Start the workspace's container and restore its saved files into the tmpfs."""
+        self.reap()
+        self._ensure_volume(workspace)
+        self._stamp(workspace)
+        try:
+            container = self.api.create_container(**container_config(self.api, self.options, workspace))
+        except docker.errors.APIError as exc:
+            if exc.status_code != 409:
+                raise
+            logger.info("workspace %s: another worker started its container", workspace)
+            existing: str = self.api.inspect_container(sandbox_name(workspace))["Id"]
+            return existing
+        container_id: str = container["Id"]
+        self.api.start(container_id)
+        if self.run_exec(container_id, ["restore"]):
+            logger.error("workspace %s: restoring the saved workspace failed", workspace)
+        logger.info("workspace %s: started sandbox container %s", workspace, container_id[:12])
+        return container_id
+
+    def retire(self, container: str, workspace: str, *, save: bool) -> None:
+        """Save the workspace into its volume (when asked and possible), then remove the container."""
+        try:  # claim it first: of two workers retiring one container, only one saves
+            self.api.rename(container, f"agentbot-retiring-{container[:12]}-{time.time_ns()}")
+        except docker.errors.APIError:
+            return
+        if save:
+            self._save(container, workspace)
+        self.remove_container(container)
+        logger.info("workspace %s: retired container %s", workspace, container[:12])
+
+    def _save(self, container: str, workspace: str) -> None:
+        for mode, user in (("prepare", CODE_USER), ("save", SAVE_USER)):
+            try:
+                code = self.run_exec(container, [mode], user=user)
+            except docker.errors.APIError as exc:  # e.g. a fork bomb holds every pid
+                logger.error("workspace %s: could not save the workspace: %s", workspace, exc)
+                return
+            if code:
+                logger.error("workspace %s: %s exited with %s", workspace, mode, code)
+
+    def remove_container(self, container: str) -> None:
+        with contextlib.suppress(docker.errors.NotFound):
+            try:
+                self.api.remove_container(container, force=True)
+            except docker.errors.APIError as exc:
+                # 409: auto_remove is already removing it; 500 "directory not empty": the engine's own
+                # auto-remove raced ours (engine 20.10). Either way the container is on its way out, and
+                # `reap()` retires any that lingers: not a reason to fail the run.
+                if exc.status_code not in (409, 500):
+                    raise
+                logger.warning("container %s: removal left to the engine: %s", container[:12], exc)
+
+    def reap(self) -> int:
+        """Retire every sandbox container past its expiry (or stopped); returns how many."""
+        now = time.time()
+        reaped = 0
+        listed = self.api.containers(all=True, filters={"label": f"{ROLE_LABEL}={SANDBOX_ROLE}"})
+        for info in listed:
+            labels = info.get("Labels") or {}
+            running = info.get("State") == "running"
+            if expiry(labels) > now and running:
+                continue
+            self.retire(info["Id"], labels.get(WORKSPACE_LABEL, "?"), save=running)
+            reaped += 1
+        return reaped
+
+    # -- the saved workspace ---------------------------------------------------------------------
+
+    def _ensure_volume(self, workspace: str) -> None:
+        labels = {ROLE_LABEL: WORKSPACE_ROLE, WORKSPACE_LABEL: workspace}
+        self.api.create_volume(volume_name(workspace), labels=labels)  # no-op when it exists
+
+    def _stamp(self, workspace: str) -> None:
+        """Record the last use: a never-started container whose label says when."""
+        self.remove_container(stamp_name(workspace))
+        labels = {
+            ROLE_LABEL: WORKSPACE_ROLE,
+            WORKSPACE_LABEL: workspace,
+            LAST_USED_LABEL: f"{time.time():.0f}",
+        }
+        binds = {volume_name(workspace): {"bind": "/keep"}}
+        with contextlib.suppress(docker.errors.APIError):  # a racing worker stamped it just now
+            self.api.create_container(
+                self.options.image,
+                command=["true"],
+                name=stamp_name(workspace),
+                labels=labels,
+                network_disabled=True,
+                host_config=self.api.create_host_config(binds=binds),
+            )
+
+    def idle_workspaces(self, ttl: float) -> list[str]:
+        """Workspaces with no running container and no use for `ttl` seconds."""
+        volumes = self.api.volumes(filters={"label": f"{ROLE_LABEL}={WORKSPACE_ROLE}"})
+        names = [(v.get("Labels") or {}).get(WORKSPACE_LABEL, "") for v in volumes.get("Volumes") or []]
+        return [name for name in names if SLUG.fullmatch(name) and self._idle(name, ttl)]
+
+    def _idle(self, workspace: str, ttl: float) -> bool:
+        if self._is_running(sandbox_name(workspace)):
+            return False
+        try:
+            labels = self.api.inspect_container(stamp_name(workspace))["Config"].get("Labels") or {}
+            last_used = float(labels.get(LAST_USED_LABEL, 0))
+        except docker.errors.NotFound:
+            last_used = 0.0
+        return time.time() - last_used > ttl
+
+    def _is_running(self, name: str) -> bool:
+        try:
+            return bool(self.api.inspect_container(name)["State"].get("Running"))
+        except docker.errors.NotFound:
+            return False
+
+    def remove_workspace(self, workspace: str) -> None:
+        """Remove the workspace's container, its saved volume and its stamp."""
+        for name in (sandbox_name(workspace), stamp_name(workspace)):
+            self.remove_container(name)
+        with contextlib.suppress(docker.errors.NotFound):
+            self.client.volumes.get(volume_name(workspace)).remove(force=True)

@@ -1,0 +1,242 @@
+"""`DockerExecutor`: the CodeExecutor port over warm sandbox containers and the wrapper inside them."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import time
+from collections.abc import Sequence
+
+import docker
+import docker.errors
+
+from agentbot.conversation.code import Artifact, CodeBlock, CodeResult, EgressGrant, InputFile
+from agentbot.errors import SandboxError
+from agentbot.sandbox.artifacts import MAX_ARTIFACTS, left_out, make_artifact, select
+from agentbot.sandbox.docker.containers import ContainerOptions, Containers, check_slug, parse_size
+from agentbot.sandbox.docker.stream import (
+    CONTROL_SLACK,
+    Capped,
+    Exec,
+    Report,
+    fits_argument,
+    parse_report,
+    render,
+    stream,
+    tar,
+)
+from agentbot.sandbox.plan import PlanError, Step, plan_run, safe_filename
+from agentbot.settings import Settings
+
+logger = logging.getLogger(__name__)
+
+TIMEOUT_EXIT_CODE = 124  # what coreutils `timeout` and AutoGen report
+GRACE_SECONDS = 5.0  # wrapper start, listing and artifact tar on top of the code's own time limit
+PUT_SECONDS = 60.0
+
+
+class DockerExecutor:
+    """Runs code blocks in hardened, warm, per-conversation containers (see the package docstring)."""
+
+    def __init__(
+        self,
+        *,
+        image: str = "agentbot-sandbox:latest",
+        timeout: float = 60.0,
+        network: str = "none",
+        memory: str = "512m",
+        cpus: float = 1.0,
+        pids: int = 128,
+        disk: str = "256m",
+        output_limit: int = 64_000,
+        artifact_limit: int = 10_000_000,
+        workspace_ttl: float = 7 * 86400,
+        warm_seconds: float = 600.0,
+        client: docker.DockerClient | None = None,
+        base_url: str | None = None,
+    ) -> None:
+        self.timeout = timeout
+        self.output_limit = output_limit
+        self.artifact_limit = artifact_limit
+        self.workspace_ttl = workspace_ttl
+        options = ContainerOptions(
+            image=image,
+            network=network,
+            memory=parse_size(memory),
+            cpus=cpus,
+            pids=pids,
+            disk=parse_size(disk),
+            warm_seconds=warm_seconds,
+        )
+        self.containers = Containers(options, client=client, base_url=base_url)
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> DockerExecutor:
+        return cls(
+            image=settings.sandbox_image,
+            timeout=settings.sandbox_timeout,
+            network=settings.sandbox_network,
+            memory=settings.sandbox_memory,
+            cpus=settings.sandbox_cpus,
+            pids=settings.sandbox_pids,
+            disk=settings.sandbox_disk,
+            warm_seconds=settings.sandbox_warm_seconds,
+            output_limit=settings.output_limit,
+            artifact_limit=settings.artifact_limit,
+            workspace_ttl=settings.workspace_ttl,
+        )
+
+    @property
+    def image(self) -> str:
+        return self.containers.options.image
+
+    @image.setter
+    def image(self, image: str) -> None:  # e.g. once the operator has built it
+        self.containers.options = dataclasses.replace(self.containers.options, image=image)
+
+    @property
+    def warm_seconds(self) -> float:
+        return self.containers.options.warm_seconds
+
+    # -- the CodeExecutor port -------------------------------------------------------------------
+
+    def run(
+        self, workspace: str, blocks: Sequence[CodeBlock], *, grant: EgressGrant | None = None
+    ) -> CodeResult:
+        """Run `blocks` in order within one time limit, stopping at the first that fails."""
+        check_slug(workspace)
+        try:
+            steps = plan_run(blocks)
+        except PlanError as exc:
+            return CodeResult(exit_code=1, output=f"Code not run: {exc}.")
+        args, payload = self._run_args(steps)
+        with self.containers.translated(workspace):
+            done = self._exec(workspace, args, payload, self.timeout + GRACE_SECONDS)
+            result = self._result(workspace, done)
+        logger.info(
+            "workspace %s: ran %d block(s), exit code %d%s",
+            workspace,
+            len(steps),
+            result.exit_code,
+            " (timed out)" if result.timed_out else "",
+        )
+        return result
+
+    def _run_args(self, steps: Sequence[Step]) -> tuple[list[str], bytes]:
+        """The wrapper's `run` arguments and stdin: the code as arguments, or a tar when it will not fit."""
+        args = ["run", f"{self.timeout:g}", str(int(self.timeout * 1000)), str(self.artifact_limit)]
+        args += [str(MAX_ARTIFACTS), str(len(steps))]
+        for step in steps:
+            command, *_ = step.argv
+            args += [step.filename, command]
+        texts = [step.content for step in steps]
+        if all(fits_argument(text) for text in texts):  # no tar to unpack: the common, fast path
+            return [*args, *texts], b""
+        return args, tar([text.encode() for text in texts])
+
+    def put_files(self, workspace: str, files: Sequence[InputFile]) -> None:
+        """Place `files` in the workspace; raises `SandboxError` for a name that would leave it."""
+        check_slug(workspace)
+        try:
+            names = [safe_filename(file.name) for file in files]
+        except PlanError as exc:
+            message = f"Could not place a file in the workspace: {exc}."
+            raise SandboxError(message, user_message=message) from exc
+        with self.containers.translated(workspace):
+            done = self._exec(workspace, ["put", *names], tar([f.content for f in files]), PUT_SECONDS)
+        if done.exit_code != 0 or done.deadline_passed:
+            reason = done.output.data.decode(errors="replace").strip() or f"exit code {done.exit_code}"
+            message = f"Could not place the files in the workspace: {reason}."
+            raise SandboxError(message, user_message=message)
+        logger.info("workspace %s: placed %d file(s)", workspace, len(files))
+
+    def remove_workspace(self, workspace: str) -> None:
+        """Remove the conversation's container, its saved workspace and its stamp."""
+        check_slug(workspace)
+        with self.containers.translated(workspace):
+            self.containers.remove_workspace(workspace)
+        logger.info("workspace %s: removed", workspace)
+
+    # -- maintenance -----------------------------------------------------------------------------
+
+    def reap(self) -> int:
+        """Retire every sandbox container past its expiry (or stopped); returns how many."""
+        with self.containers.translated("-"):
+            return self.containers.reap()
+
+    def cleanup_idle(self) -> int:
+        """Remove workspaces whose last run is older than `workspace_ttl`; returns how many."""
+        with self.containers.translated("-"):
+            idle = self.containers.idle_workspaces(self.workspace_ttl)
+            for workspace in idle:
+                self.remove_workspace(workspace)
+        return len(idle)
+
+    # -- one exec of the wrapper -----------------------------------------------------------------
+
+    def _exec(self, workspace: str, args: list[str], payload: bytes, seconds: float) -> Exec:
+        """Run the wrapper with `args` in the workspace's container, `payload` on its stdin."""
+        container, exec_id = self._create_exec(workspace, args, stdin=bool(payload))
+        output, control = Capped(self.output_limit), Capped(self.artifact_limit + CONTROL_SLACK)
+        done = stream(
+            self.containers.api, exec_id, payload, time.monotonic() + seconds, output=output, control=control
+        )
+        is_run = args[0] == "run"
+        reported = is_run and done.control.data.startswith(b"AGENTBOT ")
+        if not done.deadline_passed and not reported:  # the report has it; saves a round trip
+            done.exit_code = self.containers.exit_code(exec_id)
+        if done.deadline_passed or (is_run and not reported):
+            # The wrapper did not finish its own cleanup: only the container's end is sure to.
+            logger.warning("workspace %s: wrapper did not report; retiring its container", workspace)
+            self.containers.retire(container, workspace, save=True)
+        return done
+
+    def _create_exec(self, workspace: str, args: list[str], *, stdin: bool) -> tuple[str, str]:
+        """A container with time for a run and an exec in it; the container may end just before."""
+        seconds = self.timeout + GRACE_SECONDS
+        container = self.containers.acquire(workspace, seconds)
+        try:
+            return container, self.containers.create_exec(container, args, stdin=stdin)
+        except docker.errors.APIError as exc:  # the container ended between inspect and exec
+            logger.warning("workspace %s: container gone (%s), starting another", workspace, exc)
+            self.containers.retire(container, workspace, save=False)
+            container = self.containers.acquire(workspace, seconds)
+            return container, self.containers.create_exec(container, args, stdin=stdin)
+
+    # -- the result ------------------------------------------------------------------------------
+
+    def _result(self, workspace: str, done: Exec) -> CodeResult:
+        report = parse_report(bytes(done.control.data)) if not done.control.truncated else None
+        notes: list[str] = []
+        artifacts: tuple[Artifact, ...] = ()
+        if done.deadline_passed:
+            exit_code, timed_out = TIMEOUT_EXIT_CODE, True
+        elif report is None:
+            exit_code, timed_out = done.exit_code, False
+            notes.append("[agentbot] the sandbox did not report the files of this run; it was restarted.")
+        else:
+            exit_code, timed_out = report.exit_code, report.timed_out
+            artifacts, notes = self._artifacts(report)
+        if timed_out:
+            exit_code = TIMEOUT_EXIT_CODE
+        if done.output.truncated:
+            logger.info("workspace %s: output truncated at %d bytes", workspace, self.output_limit)
+        return CodeResult(
+            exit_code=exit_code,
+            output=render(done.output, timed_out, self.timeout, notes),
+            artifacts=artifacts,
+            timed_out=timed_out,
+            output_truncated=done.output.truncated,
+        )
+
+    def _artifacts(self, report: Report) -> tuple[tuple[Artifact, ...], list[str]]:
+        chosen, notes = select(report.changed, self.artifact_limit)
+        sizes = dict(report.changed)
+        artifacts = []
+        for name in chosen:
+            content = report.files.get(name)
+            if content is None or len(content) != sizes[name]:
+                notes.append(left_out(name, sizes[name], "it could not be read"))
+            else:
+                artifacts.append(make_artifact(name, content))
+        return tuple(artifacts), notes
