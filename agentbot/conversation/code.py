@@ -55,6 +55,7 @@ class EgressGrant(BaseModel):
 
     hosts: tuple[str, ...] = ()
     private_hosts: tuple[str, ...] = ()
+    people_may_open_private: bool = False  # thread_allow `any`: a blocked private host is askable too
 
 
 class EgressReport(BaseModel):

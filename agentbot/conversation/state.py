@@ -160,6 +160,7 @@ class EgressState(BaseModel):
         return EgressGrant(
             hosts=tuple(dict.fromkeys((*self.operator_hosts, *self.thread_hosts))),
             private_hosts=tuple(dict.fromkeys((*exact, *thread_exact))),
+            people_may_open_private=self.thread_allow == "any",
         )
 
 

@@ -16,6 +16,7 @@ import docker.errors
 import requests.exceptions
 
 from agentbot.errors import SandboxError
+from agentbot.sandbox.egress.proxy import RELAY_PORT, SOCKET_DIR, SOCKET_PATH
 
 logger = logging.getLogger(__name__)
 
@@ -23,12 +24,14 @@ ROLE_LABEL = "agentbot.role"
 WORKSPACE_LABEL = "agentbot.workspace"
 EXPIRES_LABEL = "agentbot.expires"
 LAST_USED_LABEL = "agentbot.last-used"
+EGRESS_LABEL = "agentbot.egress"  # the proxy whose socket the container's relay forwards to
 SANDBOX_ROLE = "sandbox"
 WORKSPACE_ROLE = "workspace"
 CODE_USER = "1000:1000"
 KEEPER_USER = "65534:65534"  # PID 1 and its sleep: not the code's uid, so `kill -9 -1` spares them
 SAVE_USER = "0:0"  # with every capability dropped: can write the root-owned /keep, nothing more
 WORKSPACE_DIR = "/workspace"
+PACKAGES_DIR = f"{WORKSPACE_DIR}/.local"  # `pip install` lands here (PIP_USER): saved with the workspace
 TMP_SIZE = 64 * 1024 * 1024
 LIFETIME_MARGIN = 900.0  # PID 1 outlives `warm_seconds` by this much, then the container ends itself
 SLUG = re.compile(r"[A-Za-z0-9_-]{1,128}")
@@ -77,35 +80,53 @@ class ContainerOptions:
     warm_seconds: float = 600.0
 
 
-def container_config(api: docker.APIClient, options: ContainerOptions, workspace: str) -> dict[str, Any]:
-    """`create_container` arguments for the workspace's hardened, self-ending sandbox container."""
+def container_config(
+    api: docker.APIClient, options: ContainerOptions, workspace: str, egress: str | None = None
+) -> dict[str, Any]:
+    """`create_container` arguments for the workspace's hardened, self-ending sandbox container.
+
+    With `egress` (network `proxy`), the container has no network but its loopback, and a relay that
+    the code cannot signal forwards 127.0.0.1:3128 to that proxy's socket.
+    """
     expires = time.time() + options.warm_seconds
+    labels = {ROLE_LABEL: SANDBOX_ROLE, WORKSPACE_LABEL: workspace, EXPIRES_LABEL: f"{expires:.0f}"}
+    if egress is not None:
+        labels[EGRESS_LABEL] = egress
     return {
         "image": options.image,
         "name": sandbox_name(workspace),
-        "command": ["sleep", f"{options.warm_seconds + LIFETIME_MARGIN:.0f}"],
+        "command": keeper_command(options.warm_seconds + LIFETIME_MARGIN, relay=egress is not None),
         "user": KEEPER_USER,
         "working_dir": WORKSPACE_DIR,
         "hostname": "sandbox",
         "environment": environment(options.cpus),
-        "labels": {
-            ROLE_LABEL: SANDBOX_ROLE,
-            WORKSPACE_LABEL: workspace,
-            EXPIRES_LABEL: f"{expires:.0f}",
-        },
+        "labels": labels,
         "network_disabled": options.network == "none",
-        "host_config": host_config(api, options, workspace),
+        "host_config": host_config(api, options, workspace, egress),
     }
 
 
-def host_config(api: docker.APIClient, options: ContainerOptions, workspace: str) -> dict[str, Any]:
+def keeper_command(seconds: float, *, relay: bool) -> list[str]:
+    """PID 1's child (as `nobody`): a sleep that ends the container, and the egress relay if any."""
+    if not relay:
+        return ["sleep", f"{seconds:.0f}"]
+    socat = f"socat TCP-LISTEN:{RELAY_PORT},bind=127.0.0.1,reuseaddr,fork UNIX-CONNECT:{SOCKET_PATH}"
+    return ["sh", "-c", f"{socat} & exec sleep {seconds:.0f}"]
+
+
+def host_config(
+    api: docker.APIClient, options: ContainerOptions, workspace: str, egress: str | None = None
+) -> dict[str, Any]:
     """The hardening: no privileges, read-only root, tmpfs workspace, limits, the saved workspace at /keep."""
     # tmpfs pages count against the memory cgroup, so the code keeps `memory` for itself
     memory = options.memory + options.disk + TMP_SIZE
+    binds = {volume_name(workspace): {"bind": "/keep", "mode": "rw"}}
+    if egress is not None:
+        binds[egress] = {"bind": SOCKET_DIR, "mode": "ro"}
     config: dict[str, Any] = api.create_host_config(
         init=True,
         auto_remove=True,
-        network_mode=options.network,
+        network_mode="none" if options.network == "proxy" else options.network,
         read_only=True,
         cap_drop=["ALL"],
         security_opt=["no-new-privileges"],
@@ -117,7 +138,7 @@ def host_config(api: docker.APIClient, options: ContainerOptions, workspace: str
             WORKSPACE_DIR: f"rw,nosuid,nodev,exec,size={options.disk},uid=1000,gid=1000,mode=0755",
             "/tmp": f"rw,nosuid,nodev,exec,size={TMP_SIZE},mode=1777",
         },
-        binds={volume_name(workspace): {"bind": "/keep", "mode": "rw"}},
+        binds=binds,
         ulimits=[docker.types.Ulimit(name="core", soft=0, hard=0)],
     )
     return config
@@ -130,7 +151,7 @@ def environment(cpus: float) -> dict[str, str]:
         "OPENBLAS_NUM_THREADS": threads,
         "OMP_NUM_THREADS": threads,
         "MKL_NUM_THREADS": threads,
-        "PATH": "/usr/local/bin:/usr/bin:/bin",
+        "PATH": f"{PACKAGES_DIR}/bin:/usr/local/bin:/usr/bin:/bin",
         "HOME": "/tmp",
         "LANG": "C.UTF-8",
         "PYTHONIOENCODING": "utf-8",
@@ -139,6 +160,15 @@ def environment(cpus: float) -> dict[str, str]:
         "PYTHONPATH": "/opt/agentbot/mpl",
         "MPLBACKEND": "module://agentbot_backend",
         "MPLCONFIGDIR": "/tmp/matplotlib",
+        # `pip install x` goes into the workspace (and is saved with it); its user site comes before the
+        # image's packages on sys.path, so what people installed wins
+        "PYTHONUSERBASE": PACKAGES_DIR,
+        "PIP_USER": "1",
+        "PIP_NO_CACHE_DIR": "1",
+        "PIP_DISABLE_PIP_VERSION_CHECK": "1",
+        "PIP_NO_INPUT": "1",
+        "PIP_RETRIES": "1",  # a host the proxy refuses fails in a second, not after pip's five retries
+        "PIP_DEFAULT_TIMEOUT": "30",
     }
 
 
@@ -212,7 +242,13 @@ class Containers:
     # -- execs -----------------------------------------------------------------------------------
 
     def create_exec(
-        self, container: str, args: list[str], *, user: str = CODE_USER, stdin: bool = False
+        self,
+        container: str,
+        args: list[str],
+        *,
+        user: str = CODE_USER,
+        stdin: bool = False,
+        environment: dict[str, str] | None = None,
     ) -> str:
         """Create (not start) an exec of the wrapper with `args` in `container`; returns its id."""
         created = self.api.exec_create(
@@ -221,6 +257,7 @@ class Containers:
             stdin=stdin,
             user=user,
             workdir=WORKSPACE_DIR,
+            environment=environment,
         )
         exec_id: str = created["Id"]
         return exec_id
@@ -236,27 +273,31 @@ class Containers:
 
     # -- the warm container ----------------------------------------------------------------------
 
-    def acquire(self, workspace: str, seconds: float) -> str:
-        """The id of the workspace's running container with `seconds` left, starting one if needed."""
+    def acquire(self, workspace: str, seconds: float, egress: str | None = None) -> str:
+        """The id of the workspace's running container with `seconds` left, starting one if needed.
+
+        A container relaying to another proxy than `egress` (the configuration changed) is replaced.
+        """
         try:
             info = self.api.inspect_container(sandbox_name(workspace))
         except docker.errors.NotFound:
-            return self.start(workspace)
+            return self.start(workspace, egress)
         labels = info["Config"].get("Labels") or {}
         running = bool(info["State"].get("Running"))
-        if running and expiry(labels) > time.time() + seconds:
+        if running and expiry(labels) > time.time() + seconds and labels.get(EGRESS_LABEL) == egress:
             container_id: str = info["Id"]
             return container_id
         self.retire(info["Id"], workspace, save=running)
-        return self.start(workspace)
+        return self.start(workspace, egress)
 
-    def start(self, workspace: str) -> str:
+    def start(self, workspace: str, egress: str | None = None) -> str:
         """Start the workspace's container and restore its saved files into the tmpfs."""
         self.reap()
         self._ensure_volume(workspace)
         self._stamp(workspace)
+        config = container_config(self.api, self.options, workspace, egress)
         try:
-            container = self.api.create_container(**container_config(self.api, self.options, workspace))
+            container = self.api.create_container(**config)
         except docker.errors.APIError as exc:
             if exc.status_code != 409:
                 raise
@@ -302,6 +343,11 @@ class Containers:
                 if exc.status_code not in (409, 500):
                     raise
                 logger.warning("container %s: removal left to the engine: %s", container[:12], exc)
+
+    def egress_in_use(self) -> set[str]:
+        """The proxies that sandbox containers relay to."""
+        listed = self.api.containers(all=True, filters={"label": f"{ROLE_LABEL}={SANDBOX_ROLE}"})
+        return {(info.get("Labels") or {}).get(EGRESS_LABEL, "") for info in listed} - {""}
 
     def reap(self) -> int:
         """Retire every sandbox container past its expiry (or stopped); returns how many."""

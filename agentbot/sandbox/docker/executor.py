@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import secrets
 import time
 from collections.abc import Sequence
+from urllib.parse import urlsplit
 
 import docker
 import docker.errors
@@ -25,6 +27,9 @@ from agentbot.sandbox.docker.stream import (
     stream,
     tar,
 )
+from agentbot.sandbox.egress import audit
+from agentbot.sandbox.egress.grant import Grant, sign
+from agentbot.sandbox.egress.proxy import RELAY_PORT, EgressProxy, Proxy, ProxyOptions
 from agentbot.sandbox.plan import PlanError, Step, plan_run, safe_filename
 from agentbot.settings import Settings
 
@@ -52,6 +57,10 @@ class DockerExecutor:
         artifact_limit: int = 10_000_000,
         workspace_ttl: float = 7 * 86400,
         warm_seconds: float = 600.0,
+        egress_bytes: str = "200m",
+        egress_requests: int = 256,
+        index_url: str | None = None,
+        redis_url: str | None = None,
         client: docker.DockerClient | None = None,
         base_url: str | None = None,
     ) -> None:
@@ -59,6 +68,14 @@ class DockerExecutor:
         self.output_limit = output_limit
         self.artifact_limit = artifact_limit
         self.workspace_ttl = workspace_ttl
+        self.egress_bytes = parse_size(egress_bytes)
+        self.egress_requests = egress_requests
+        self.index_url = index_url
+        self.egress: EgressProxy | None = None
+        if network == "proxy":
+            self.egress = EgressProxy(
+                ProxyOptions(image=image, redis_url=redis_url, max_reply_bytes=self.egress_bytes)
+            )
         options = ContainerOptions(
             image=image,
             network=network,
@@ -111,8 +128,15 @@ class DockerExecutor:
             return CodeResult(exit_code=1, output=f"Code not run: {exc}.")
         args, payload = self._run_args(steps)
         with self.containers.translated(workspace):
-            done = self._exec(workspace, args, payload, self.timeout + GRACE_SECONDS)
+            proxy = self._proxy()
+            label = f"{workspace}-{secrets.token_hex(4)}"
+            started = time.time()
+            environment = self._run_environment(proxy, label, grant or EgressGrant())
+            seconds = self.timeout + GRACE_SECONDS
+            done = self._exec(workspace, args, payload, seconds, proxy=proxy, environment=environment)
             result = self._result(workspace, done)
+            if proxy is not None:
+                result = self._audited(result, proxy, label, started, grant or EgressGrant())
         logger.info(
             "workspace %s: ran %d block(s), exit code %d%s",
             workspace,
@@ -121,6 +145,53 @@ class DockerExecutor:
             " (timed out)" if result.timed_out else "",
         )
         return result
+
+    def _proxy(self) -> Proxy | None:
+        """The engine's egress proxy (network `proxy`), started or replaced when needed."""
+        return self.egress.ensure(self.containers.client) if self.egress is not None else None
+
+    def _run_environment(self, proxy: Proxy | None, label: str, grant: EgressGrant) -> dict[str, str]:
+        """The exec's environment on top of the container's: the proxy with this run's signed grant."""
+        environment: dict[str, str] = {}
+        if self.index_url and self.containers.options.network != "none":
+            environment["PIP_INDEX_URL"] = self.index_url
+            parts = urlsplit(self.index_url)
+            if parts.scheme == "http" and parts.hostname:  # an internal mirror, trusted as given
+                environment["PIP_TRUSTED_HOST"] = parts.hostname
+        if proxy is None:
+            return environment
+        run_grant = Grant(
+            label=label,
+            expires=time.time() + self.timeout + GRACE_SECONDS,
+            hosts=grant.hosts,
+            private_hosts=grant.private_hosts,
+            max_requests=self.egress_requests,
+        )
+        url = f"http://{sign(proxy.secret.encode(), run_grant)}@127.0.0.1:{RELAY_PORT}"
+        for name in ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy"):
+            environment[name] = url
+        environment["NO_PROXY"] = environment["no_proxy"] = ""
+        return environment
+
+    def _audited(
+        self, result: CodeResult, proxy: Proxy, label: str, started: float, grant: EgressGrant
+    ) -> CodeResult:
+        """`result` with the run's network audit from the proxy's log (a note in the output on a cap)."""
+        assert self.egress is not None
+        try:
+            log = self.egress.log_since(self.containers.client, proxy, started)
+        except docker.errors.APIError as exc:  # the proxy was replaced during the run
+            logger.warning("egress proxy %s: no log for %s: %s", proxy.name, label, exc)
+            log = ""
+        report = audit.report(
+            audit.parse(log, label),
+            people_may_open_private=grant.people_may_open_private,
+            max_bytes=self.egress_bytes,
+        )
+        output = result.output
+        if report.notes:
+            output = "\n".join([output.rstrip("\n"), *report.notes]) if output else "\n".join(report.notes)
+        return result.model_copy(update={"egress": report, "output": output})
 
     def _run_args(self, steps: Sequence[Step]) -> tuple[list[str], bytes]:
         """The wrapper's `run` arguments and stdin: the code as arguments, or a tar when it will not fit."""
@@ -143,7 +214,8 @@ class DockerExecutor:
             message = f"Could not place a file in the workspace: {exc}."
             raise SandboxError(message, user_message=message) from exc
         with self.containers.translated(workspace):
-            done = self._exec(workspace, ["put", *names], tar([f.content for f in files]), PUT_SECONDS)
+            files_tar = tar([f.content for f in files])
+            done = self._exec(workspace, ["put", *names], files_tar, PUT_SECONDS, proxy=self._proxy())
         if done.exit_code != 0 or done.deadline_passed:
             reason = done.output.data.decode(errors="replace").strip() or f"exit code {done.exit_code}"
             message = f"Could not place the files in the workspace: {reason}."
@@ -165,18 +237,35 @@ class DockerExecutor:
             return self.containers.reap()
 
     def cleanup_idle(self) -> int:
-        """Remove workspaces whose last run is older than `workspace_ttl`; returns how many."""
+        """Remove workspaces whose last run is older than `workspace_ttl`; returns how many.
+
+        Also removes egress proxies of older configurations that no sandbox container uses any more.
+        """
         with self.containers.translated("-"):
             idle = self.containers.idle_workspaces(self.workspace_ttl)
             for workspace in idle:
                 self.remove_workspace(workspace)
+            if self.egress is not None:
+                current = self.egress.ensure(self.containers.client).name
+                in_use = self.containers.egress_in_use()
+                self.egress.retire_others(self.containers.client, current, in_use)
         return len(idle)
 
     # -- one exec of the wrapper -----------------------------------------------------------------
 
-    def _exec(self, workspace: str, args: list[str], payload: bytes, seconds: float) -> Exec:
+    def _exec(
+        self,
+        workspace: str,
+        args: list[str],
+        payload: bytes,
+        seconds: float,
+        *,
+        proxy: Proxy | None = None,
+        environment: dict[str, str] | None = None,
+    ) -> Exec:
         """Run the wrapper with `args` in the workspace's container, `payload` on its stdin."""
-        container, exec_id = self._create_exec(workspace, args, stdin=bool(payload))
+        egress = proxy.name if proxy is not None else None
+        container, exec_id = self._create_exec(workspace, args, payload, egress, environment)
         output, control = Capped(self.output_limit), Capped(self.artifact_limit + CONTROL_SLACK)
         done = stream(
             self.containers.api, exec_id, payload, time.monotonic() + seconds, output=output, control=control
@@ -191,17 +280,28 @@ class DockerExecutor:
             self.containers.retire(container, workspace, save=True)
         return done
 
-    def _create_exec(self, workspace: str, args: list[str], *, stdin: bool) -> tuple[str, str]:
+    def _create_exec(
+        self,
+        workspace: str,
+        args: list[str],
+        payload: bytes,
+        egress: str | None,
+        environment: dict[str, str] | None,
+    ) -> tuple[str, str]:
         """A container with time for a run and an exec in it; the container may end just before."""
         seconds = self.timeout + GRACE_SECONDS
-        container = self.containers.acquire(workspace, seconds)
+
+        def exec_in(container: str) -> str:
+            return self.containers.create_exec(container, args, stdin=bool(payload), environment=environment)
+
+        container = self.containers.acquire(workspace, seconds, egress)
         try:
-            return container, self.containers.create_exec(container, args, stdin=stdin)
+            return container, exec_in(container)
         except docker.errors.APIError as exc:  # the container ended between inspect and exec
             logger.warning("workspace %s: container gone (%s), starting another", workspace, exc)
             self.containers.retire(container, workspace, save=False)
-            container = self.containers.acquire(workspace, seconds)
-            return container, self.containers.create_exec(container, args, stdin=stdin)
+            container = self.containers.acquire(workspace, seconds, egress)
+            return container, exec_in(container)
 
     # -- the result ------------------------------------------------------------------------------
 

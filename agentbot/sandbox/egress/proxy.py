@@ -35,14 +35,12 @@ from agentbot.sandbox.egress.squid_acl import NEVER_ENV, SECRET_ENV
 
 logger = logging.getLogger(__name__)
 
-PROXY_NAME = "agentbot-egress"
+PROXY_PREFIX = "agentbot-egress-"  # + the recipe: proxies of other configurations (tests, upgrades) coexist
 NETWORK_NAME = "agentbot-egress"
-SOCKET_VOLUME = "agentbot-egress"
 SOCKET_DIR = "/run/egress"
 SOCKET_PATH = f"{SOCKET_DIR}/proxy.sock"
 RELAY_PORT = 3128  # inside each sandbox: 127.0.0.1:3128 is the proxy
 ROLE_LABEL = "agentbot.role"
-RECIPE_LABEL = "agentbot.egress.recipe"
 CONF_ENV = "AGENTBOT_SQUID_CONF"
 LIB_PATH = "/opt/agentbot/lib"  # where the image keeps the proxy's helper (agentbot.sandbox.egress)
 READY_LINE = b"Accepting HTTP Socket connections"
@@ -56,6 +54,18 @@ ENTRY = (
     "wait -n\n"
     "exit 1\n"
 )
+
+
+@dataclass(frozen=True)
+class Proxy:
+    """A running proxy: the secret its helper checks grants with, and the volume holding its socket."""
+
+    name: str
+    secret: str
+
+    @property
+    def volume(self) -> str:
+        return self.name
 
 
 @dataclass(frozen=True)
@@ -75,44 +85,56 @@ class EgressProxy:
     def __init__(self, options: ProxyOptions) -> None:
         self.options = options
 
-    def ensure(self, client: docker.DockerClient) -> str:
-        """The running proxy's grant secret, starting (or replacing) the proxy when needed."""
+    def ensure(self, client: docker.DockerClient) -> Proxy:
+        """The running proxy of this configuration, starting (or replacing) it when needed."""
         api = client.api
-        never = self._never(self._network(api))
+        never = self._never(self._network(api), self.options.docker_url or str(api.base_url))
         conf = squid.render(never, max_reply_bytes=self.options.max_reply_bytes)
-        recipe = hashlib.sha256(f"{self.options.image}\0{conf}".encode()).hexdigest()[:16]
+        name = PROXY_PREFIX + hashlib.sha256(f"{self.options.image}\0{conf}".encode()).hexdigest()[:12]
         try:
-            info = api.inspect_container(PROXY_NAME)
+            info = api.inspect_container(name)
         except docker.errors.NotFound:
             info = None
-        if info is not None and _healthy(info, recipe):
-            return _secret(info)
+        if info is not None and info["State"].get("Running"):
+            return Proxy(name, _secret(info))
         if info is not None:
-            logger.warning("egress proxy %s is down or outdated: replacing it", info["Id"][:12])
+            logger.warning("egress proxy %s is down: replacing it", name)
             _remove(api, info["Id"])
-        return self._start(api, conf, recipe, never)
+        return self._start(api, name, conf, never)
 
-    def log_since(self, client: docker.DockerClient, since: float) -> str:
+    def log_since(self, client: docker.DockerClient, proxy: Proxy, since: float) -> str:
         """The proxy's access log from `since` (epoch seconds) on."""
-        data = client.api.logs(PROXY_NAME, stdout=True, stderr=False, since=int(since) - 1)
+        data = client.api.logs(proxy.name, stdout=True, stderr=False, since=int(since) - 1)
         text: str = data.decode("utf-8", errors="replace")
         return text
 
-    def _start(self, api: Any, conf: str, recipe: str, never: Never) -> str:
-        api.create_volume(SOCKET_VOLUME, labels={ROLE_LABEL: "egress"})  # no-op when it exists
+    def retire_others(self, client: docker.DockerClient, keep: str, in_use: set[str]) -> int:
+        """Remove proxies of other configurations that no sandbox container uses any more."""
+        removed = 0
+        for info in client.api.containers(all=True, filters={"label": f"{ROLE_LABEL}=egress"}):
+            name = (info.get("Names") or ["/"])[0].lstrip("/")
+            if name != keep and name not in in_use:
+                _remove(client.api, info["Id"])
+                with contextlib.suppress(docker.errors.APIError):
+                    client.api.remove_volume(name)
+                removed += 1
+        return removed
+
+    def _start(self, api: Any, name: str, conf: str, never: Never) -> Proxy:
+        api.create_volume(name, labels={ROLE_LABEL: "egress"})  # no-op when it exists
         secret = secrets.token_urlsafe(32)
         try:
-            created = api.create_container(**self._config(api, conf, recipe, secret, never))
+            created = api.create_container(**self._config(api, name, conf, secret, never))
         except docker.errors.APIError as exc:
             if exc.status_code != 409:  # 409: another worker made it just now
                 raise
-            return self._wait_for_other(api)
+            return self._wait_for_other(api, name)
         api.start(created["Id"])
         self._wait_ready(api, created["Id"])
-        logger.info("egress proxy %s started", created["Id"][:12])
-        return secret
+        logger.info("egress proxy %s started", name)
+        return Proxy(name, secret)
 
-    def _config(self, api: Any, conf: str, recipe: str, secret: str, never: Never) -> dict[str, Any]:
+    def _config(self, api: Any, name: str, conf: str, secret: str, never: Never) -> dict[str, Any]:
         host_config = api.create_host_config(
             init=True,
             restart_policy={"Name": "always"},
@@ -124,11 +146,11 @@ class EgressProxy:
             memswap_limit=self.options.memory,
             pids_limit=256,
             tmpfs={"/tmp": "rw,nosuid,nodev,noexec,size=64m,mode=1777"},
-            binds={SOCKET_VOLUME: {"bind": SOCKET_DIR, "mode": "rw"}},
+            binds={name: {"bind": SOCKET_DIR, "mode": "rw"}},
         )
         return {
             "image": self.options.image,
-            "name": PROXY_NAME,
+            "name": name,
             "command": ["bash", "-c", ENTRY],
             "user": "65534:65534",
             "working_dir": "/tmp",
@@ -141,7 +163,7 @@ class EgressProxy:
                 "PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
                 "HOME": "/tmp",
             },
-            "labels": {ROLE_LABEL: "egress", RECIPE_LABEL: recipe},
+            "labels": {ROLE_LABEL: "egress"},
             "host_config": host_config,
         }
 
@@ -159,10 +181,10 @@ class EgressProxy:
         configs = (info.get("IPAM") or {}).get("Config") or []
         return [ipaddress.ip_address(c["Gateway"]) for c in configs if c.get("Gateway")]
 
-    def _never(self, gateways: list[IPAddress]) -> Never:
+    def _never(self, gateways: list[IPAddress], docker_url: str) -> Never:
         """Redis and the Docker API, wherever they are: on the Docker host (its gateways) or elsewhere."""
         endpoints: list[tuple[IPAddress, int]] = []
-        for url, ports in ((self.options.redis_url, None), (self.options.docker_url, DOCKER_API_PORTS)):
+        for url, ports in ((self.options.redis_url, None), (docker_url, DOCKER_API_PORTS)):
             endpoints += _endpoints(url, gateways, ports)
         for gateway in gateways:
             endpoints += [(gateway, port) for port in DOCKER_API_PORTS]
@@ -182,15 +204,10 @@ class EgressProxy:
             user_message="The sandbox's egress proxy did not start, so the code was not run.",
         )
 
-    def _wait_for_other(self, api: Any) -> str:
-        info = api.inspect_container(PROXY_NAME)
+    def _wait_for_other(self, api: Any, name: str) -> Proxy:
+        info = api.inspect_container(name)
         self._wait_ready(api, info["Id"])
-        return _secret(info)
-
-
-def _healthy(info: dict[str, Any], recipe: str) -> bool:
-    labels = info["Config"].get("Labels") or {}
-    return bool(info["State"].get("Running")) and labels.get(RECIPE_LABEL) == recipe
+        return Proxy(name, _secret(info))
 
 
 def _secret(info: dict[str, Any]) -> str:
@@ -222,4 +239,6 @@ def _endpoints(
         return []
     if any(address.is_loopback for address in addresses):  # on the Docker host: its gateway addresses
         addresses = {*addresses, *gateways}
-    return [(address, port) for address in addresses for port in port_list]
+    # sorted: the rendered squid.conf (and so the proxy's recipe label) must not depend on hash order
+    ordered = sorted(addresses, key=lambda address: (address.version, int(address)))
+    return [(address, port) for address in ordered for port in port_list]
