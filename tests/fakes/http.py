@@ -16,10 +16,17 @@ class LoopbackHTTPServer(ThreadingHTTPServer):
 
 
 class LoopbackServer:
-    """Serves `handler_class` on 127.0.0.1 (a free port unless given) until `close()`."""
+    """Serves `handler_class` on 127.0.0.1 (a free port unless given) until `close()`.
 
-    def __init__(self, handler_class: type[BaseHTTPRequestHandler], *, port: int = 0) -> None:
-        self.httpd = LoopbackHTTPServer(("127.0.0.1", port), handler_class)
+    `host` may name another address of this machine, such as a Docker network's gateway that the
+    tests created, for a server that containers must reach.
+    """
+
+    def __init__(
+        self, handler_class: type[BaseHTTPRequestHandler], *, port: int = 0, host: str = "127.0.0.1"
+    ) -> None:
+        self.host = host
+        self.httpd = LoopbackHTTPServer((host, port), handler_class)
         self.httpd.daemon_threads = True
         self.port: int = self.httpd.server_address[1]
         # A short poll interval keeps shutdown() (which waits for one poll) fast in teardown.
@@ -30,8 +37,8 @@ class LoopbackServer:
 
     @property
     def url(self) -> str:
-        """`http://127.0.0.1:PORT` with no trailing slash."""
-        return f"http://127.0.0.1:{self.port}"
+        """`http://HOST:PORT` with no trailing slash."""
+        return f"http://{self.host}:{self.port}"
 
     def start(self) -> None:
         if not self._started:

@@ -88,7 +88,7 @@ class EgressProxy:
     def ensure(self, client: docker.DockerClient) -> Proxy:
         """The running proxy of this configuration, starting (or replacing) it when needed."""
         api = client.api
-        never = self._never(self._network(api), self.options.docker_url or str(api.base_url))
+        never = self._never(self.gateways(api), self.options.docker_url or str(api.base_url))
         conf = squid.render(never, max_reply_bytes=self.options.max_reply_bytes)
         name = PROXY_PREFIX + hashlib.sha256(f"{self.options.image}\0{conf}".encode()).hexdigest()[:12]
         try:
@@ -167,7 +167,7 @@ class EgressProxy:
             "host_config": host_config,
         }
 
-    def _network(self, api: Any) -> list[IPAddress]:
+    def gateways(self, api: Any) -> list[IPAddress]:
         """The egress network's gateways (the Docker host's addresses on it), creating the network."""
         try:
             info = api.inspect_network(NETWORK_NAME)
