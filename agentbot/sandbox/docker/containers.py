@@ -110,7 +110,7 @@ def keeper_command(seconds: float, *, relay: bool) -> list[str]:
     """PID 1's child (as `nobody`): a sleep that ends the container, and the egress relay if any."""
     if not relay:
         return ["sleep", f"{seconds:.0f}"]
-    socat = f"socat TCP-LISTEN:{RELAY_PORT},bind=127.0.0.1,reuseaddr,fork UNIX-CONNECT:{SOCKET_PATH}"
+    socat = f"socat TCP-LISTEN:{RELAY_PORT},bind=127.0.0.1,reuseaddr,fork,nodelay UNIX-CONNECT:{SOCKET_PATH}"
     return ["sh", "-c", f"{socat} & exec sleep {seconds:.0f}"]
 
 

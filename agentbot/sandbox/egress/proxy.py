@@ -50,7 +50,7 @@ DOCKER_API_PORTS = (2375, 2376)
 ENTRY = (
     'printf "%s" "$AGENTBOT_SQUID_CONF" > /tmp/squid.conf\n'
     "squid -N -f /tmp/squid.conf &\n"
-    f"socat UNIX-LISTEN:{SOCKET_PATH},fork,unlink-early,mode=666 TCP:127.0.0.1:{squid.SQUID_PORT} &\n"
+    f"socat UNIX-LISTEN:{SOCKET_PATH},fork,unlink-early,mode=666 TCP:127.0.0.1:{squid.SQUID_PORT},nodelay &\n"
     "wait -n\n"
     "exit 1\n"
 )
