@@ -23,9 +23,7 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         settings = load_settings()
-        logging.basicConfig(
-            level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-        )
+        _configure_logging(settings.log_level)
         code: int = args.run(settings, args)
         return code
     except ConfigError as exc:
@@ -34,6 +32,13 @@ def main(argv: list[str] | None = None) -> int:
         return _fail(exc, 1)  # e.g. Redis gone while a worker runs
     except KeyboardInterrupt:
         return 130
+
+
+def _configure_logging(level: str) -> None:
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if level != "DEBUG":  # the OpenAI SDK's HTTP client logs every request at INFO
+        for name in ("httpx", "httpx2", "httpcore"):
+            logging.getLogger(name).setLevel(logging.WARNING)
 
 
 def _fail(exc: BaseException, code: int) -> int:

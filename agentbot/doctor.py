@@ -26,6 +26,9 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
+# The vendors' clients log the failures these checks report in their own words: one line is enough.
+_VENDOR_LOG = logging.getLogger("agentbot.doctor.vendor")
+_VENDOR_LOG.setLevel(logging.CRITICAL)
 TIMEOUT = 5.0  # seconds per check: long enough for a slow link, short enough for a start
 Role = Literal["web", "worker", "doctor"]
 
@@ -148,7 +151,13 @@ def _slack_call(settings: Settings, token: str, method: str, setting: str) -> Ch
 
     name = "slack" if method == "auth.test" else "slack socket mode"
     where = _where(settings.slack_api_url)
-    client = WebClient(token=token, base_url=settings.slack_api_url, timeout=int(TIMEOUT), retry_handlers=[])
+    client = WebClient(
+        token=token,
+        base_url=settings.slack_api_url,
+        timeout=int(TIMEOUT),
+        retry_handlers=[],
+        logger=_VENDOR_LOG,
+    )
     try:
         answer = client.api_call(method)
     except SlackApiError as exc:
