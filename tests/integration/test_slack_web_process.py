@@ -29,8 +29,11 @@ from agentbot.slack.app import DEDUPE_TTL, Bridge
 from agentbot.slack.parse import parse_event
 from agentbot.slack.platform import SlackPlatform
 from agentbot.store import RedisStore
+from agentbot.web import WebApp
 from tests.conftest import free_port
+from tests.fakes.openai_server import FakeOpenAI
 from tests.fakes.slack_server import BOT_USER_ID, TEAM_ID, TOKEN, FakeSlack, sign
+from tests.wsgi_server import LoopbackWSGI
 
 pytestmark = pytest.mark.redis
 
@@ -319,3 +322,38 @@ def test_unknown_paths_and_methods_are_answered(web_process: tuple[int, Path]) -
     port, _ = web_process
     assert raw_request(port, "GET /nothing HTTP/1.1\r\n").startswith(b"HTTP/1.1 404 ")
     assert raw_request(port, "GET /slack/events HTTP/1.1\r\n").startswith(b"HTTP/1.1 405 ")
+
+
+def test_embedded_mode_runs_steps_in_the_one_web_process(tmp_path: Path) -> None:
+    """No REDIS_URL: gunicorn with one worker process, whose in-memory Redis and step thread serve all."""
+    port = free_port()
+    with FakeSlack() as slack, FakeOpenAI() as llm:
+        llm.script("Hello from the model.\nTERMINATE")
+        env = {
+            name: value for name, value in os.environ.items()
+            if not name.startswith(("AGENTBOT_", "SLACK_", "OPENAI_")) and name not in ("REDIS_URL", "PORT")
+        }  # fmt: skip
+        env.update(
+            SLACK_API_URL=slack.api_url, SLACK_BOT_TOKEN=TOKEN, SLACK_SIGNING_SECRET=SECRET, PORT=str(port),
+            AGENTBOT_EXECUTOR="none", OPENAI_BASE_URL=llm.base_url, OPENAI_API_KEY="t", WEB_CONCURRENCY="4",
+        )  # fmt: skip
+        with subprocess.Popen([sys.executable, "-m", "agentbot", "web"], cwd=tmp_path, env=env) as proc:
+            try:
+                wait_for(lambda: healthy(port))
+                assert len(wait_for(lambda: children(proc.pid))) == 1
+                assert signed_mention(port, "EvEmbedded") == 200
+                posted = wait_for(lambda: [c for c in slack.state.calls if c.method == "chat.postMessage"])
+                assert "Hello from the model." in posted[0].args["text"]
+                proc.send_signal(signal.SIGTERM)
+                assert proc.wait(timeout=15) == 0
+            finally:
+                if proc.poll() is None:
+                    proc.kill()
+
+
+def test_socket_mode_web_app_answers_health_and_no_events() -> None:
+    """In Socket Mode events come over the socket; the port still answers /healthz for the platform."""
+    with LoopbackWSGI(WebApp(None, healthy=lambda: True)) as server:
+        with urllib.request.urlopen(f"{server.url}/healthz", timeout=5) as response:
+            assert response.status == 200
+        assert raw_request(server.port, "POST /slack/events HTTP/1.1\r\n").startswith(b"HTTP/1.0 404 ")
