@@ -1,4 +1,4 @@
-"""The `agentbot` command: `chat` in the terminal, `web` for Slack, `worker` for the step queue."""
+"""The `agentbot` command: `chat` in the terminal, `web` for Slack, `worker` for the step queue, `doctor`."""
 
 from __future__ import annotations
 
@@ -6,25 +6,46 @@ import argparse
 import logging
 import sys
 
-from agentbot.errors import ConfigError
+import redis
+
+from agentbot.errors import AgentbotError, ConfigError
 from agentbot.settings import Settings, load_settings
+
+logger = logging.getLogger("agentbot")
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Parse the command line, load settings once, run the chosen front end."""
+    """Parse the command line, load settings once, run the chosen command through the composition root.
+
+    A configuration error is one line per problem on stderr and exit code 2; a connection lost later is
+    one line and exit code 1. Their tracebacks are logged only at `AGENTBOT_LOG_LEVEL=DEBUG`.
+    """
     args = _parser().parse_args(argv)
     try:
         settings = load_settings()
-        logging.basicConfig(
-            level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-        )
+        _configure_logging(settings.log_level)
         code: int = args.run(settings, args)
         return code
     except ConfigError as exc:
-        print(f"agentbot: {exc}", file=sys.stderr)
-        return 2
+        return _fail(exc, 2)
+    except (AgentbotError, redis.RedisError, ConnectionError, TimeoutError) as exc:
+        return _fail(exc, 1)  # e.g. Redis gone while a worker runs
     except KeyboardInterrupt:
         return 130
+
+
+def _configure_logging(level: str) -> None:
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if level != "DEBUG":  # the OpenAI SDK's HTTP client logs every request at INFO
+        for name in ("httpx", "httpx2", "httpcore"):
+            logging.getLogger(name).setLevel(logging.WARNING)
+
+
+def _fail(exc: BaseException, code: int) -> int:
+    logger.debug("the error in full", exc_info=exc)
+    for line in str(exc).splitlines() or [type(exc).__name__]:
+        print(f"agentbot: {line}", file=sys.stderr)
+    return code
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -39,48 +60,33 @@ def _parser() -> argparse.ArgumentParser:
     worker.add_argument("--burst", action="store_true", help="stop when the queue is empty")
     worker.add_argument("--simple", action="store_true", help="run steps in this process instead of forking")
     worker.set_defaults(run=_worker)
+    doctor = commands.add_parser("doctor", help="check settings, Redis, Slack, the model server and Docker")
+    doctor.set_defaults(run=_doctor)
     return parser
 
 
-def _chat(settings: Settings, args: argparse.Namespace) -> int:
-    from agentbot.console import chat  # noqa: PLC0415  # each command loads only what it runs
+# Each command loads only what it runs: `agentbot chat` needs neither gunicorn nor Bolt.
 
-    return chat(settings, args.task, stdin=sys.stdin, stdout=sys.stdout)
+
+def _chat(settings: Settings, args: argparse.Namespace) -> int:
+    from agentbot import runtime  # noqa: PLC0415
+
+    return runtime.run_chat(settings, args.task, stdin=sys.stdin, stdout=sys.stdout)
 
 
 def _web(settings: Settings, args: argparse.Namespace) -> int:
-    from agentbot.slack.server import serve  # noqa: PLC0415
+    from agentbot import runtime  # noqa: PLC0415
 
-    serve(settings)
-    return 0
+    return runtime.serve_web(settings)
 
 
 def _worker(settings: Settings, args: argparse.Namespace) -> int:
     from agentbot import runtime  # noqa: PLC0415
-    from agentbot.slack.platform import SlackPlatform  # noqa: PLC0415
-    from agentbot.workers import run_worker  # noqa: PLC0415
 
-    if not settings.redis_url:
-        raise ConfigError(
-            "REDIS_URL: required by `agentbot worker` (without it, `agentbot web` runs steps itself)"
-        )
-    rt = runtime.build(settings, platform=SlackPlatform.from_settings(settings))
-    runtime.install(rt)
-    rt.ports()  # fail at start, with one clear line, if the LLM or executor is misconfigured
-    _housekeeping(rt.executor)
-    run_worker(rt, burst=args.burst, simple=args.simple)
-    return 0
+    return runtime.run_worker(settings, burst=args.burst, simple=args.simple)
 
 
-def _housekeeping(executor: object) -> None:
-    """At worker start: retire sandbox containers left by dead workers, drop idle workspaces."""
-    from agentbot.errors import SandboxError  # noqa: PLC0415
-    from agentbot.sandbox.docker import DockerExecutor  # noqa: PLC0415
+def _doctor(settings: Settings, args: argparse.Namespace) -> int:
+    from agentbot import runtime  # noqa: PLC0415
 
-    if not isinstance(executor, DockerExecutor):
-        return
-    try:
-        executor.reap()
-        executor.cleanup_idle()
-    except SandboxError as exc:  # the engine may be down now; runs will say so in their threads
-        logging.getLogger(__name__).warning("sandbox housekeeping skipped: %s", exc)
+    return runtime.run_doctor(settings)

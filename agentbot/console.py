@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -15,8 +14,6 @@ from agentbot.conversation.events import Approve, Event, FileRef, HumanMessage, 
 from agentbot.conversation.posts import Post
 from agentbot.conversation.state import ConversationKey, ConversationState, Phase
 from agentbot.errors import PlatformError
-from agentbot.settings import Settings
-from agentbot.workers import start_thread_worker
 
 USER_ID = "console-user"
 _RULE = "-" * 80
@@ -80,15 +77,11 @@ def render(post: Post) -> str:
     return ""
 
 
-def chat(settings: Settings, task: str, *, stdin: TextIO, stdout: TextIO, poll: float = 0.02) -> int:
-    """Run one conversation in the terminal until it finishes or input ends; returns an exit code."""
-    platform = ConsolePlatform(stdout, Path("agentbot-output"))
-    rt = runtime.build(settings, platform=platform, queue_name=f"agentbot-console-{os.getpid()}")
-    runtime.install(rt)
-    if rt.embedded:
-        print("[agentbot] state is in memory only (no REDIS_URL): it ends with this process.", file=stdout)
-    rt.ports()  # fail now, with one clear line, if the LLM or executor is misconfigured
-    start_thread_worker(rt)
+def converse(rt: runtime.Runtime, task: str, *, stdin: TextIO, stdout: TextIO, poll: float = 0.02) -> int:
+    """Run one conversation in the terminal until it finishes or input ends; returns an exit code.
+
+    `rt` is the console runtime (`runtime.run_chat`), with a worker already taking its steps.
+    """
     key = ConversationKey(team_id="console", channel_id="local", thread_ts=f"{time.time():.6f}")
     event: Event | None = Start(event_id="e0", user_id=USER_ID, user_name="you", text=task)
     turn = 0

@@ -1,10 +1,21 @@
-"""The composition root: builds every adapter from `Settings`, once per process."""
+"""The one composition root: builds the web, worker and console runtimes from `Settings`.
+
+    serve_web    `agentbot web`: checks at start, then gunicorn; each worker process calls `build_web`
+    run_worker   `agentbot worker`: checks at start, sandbox housekeeping, then an RQ worker
+    run_chat     `agentbot chat`: the terminal as the chat platform, steps in a thread
+    run_doctor   `agentbot doctor`: every check, as a table
+
+`cli.py` parses the command line and calls one of these; nothing else builds adapters.
+"""
 
 from __future__ import annotations
 
 import logging
+import sys
 from dataclasses import dataclass, field
 from functools import cached_property
+from pathlib import Path
+from typing import TYPE_CHECKING, TextIO
 
 import fakeredis
 import redis
@@ -19,6 +30,12 @@ from agentbot.sandbox.none import NoExecutor
 from agentbot.settings import Settings
 from agentbot.store import RedisStore
 from agentbot.teams import Catalog, load_catalog
+
+if TYPE_CHECKING:
+    from slack_bolt.adapter.socket_mode import SocketModeHandler
+
+    from agentbot.slack.app import Bridge
+    from agentbot.web import ServerOptions, WebApp
 
 logger = logging.getLogger(__name__)
 
@@ -118,3 +135,174 @@ def current() -> Runtime:
     if _current is None:
         raise ConfigError("no runtime installed: start workers with `agentbot worker`")
     return _current
+
+
+# -- the web process ---------------------------------------------------------------------------------
+
+
+@dataclass
+class WebRuntime:
+    """One web worker process: its runtime, the Slack bridge, the WSGI app and, in Socket Mode, the socket."""
+
+    runtime: Runtime
+    bridge: Bridge
+    app: WebApp
+    socket: SocketModeHandler | None = None
+
+    def close(self) -> None:
+        """Stop taking Socket Mode events and finish the background Slack calls."""
+        if self.socket is not None:
+            self.socket.close()  # type: ignore[no-untyped-call]  # slack_bolt: no hints
+        self.bridge.background.shutdown(wait=True, cancel_futures=True)
+
+
+def serve_web(settings: Settings) -> int:
+    """`agentbot web`: check what the web needs, then serve until SIGTERM (HTTP or Socket Mode)."""
+    from agentbot import doctor, web  # noqa: PLC0415  # each command loads only what it runs
+
+    if (
+        not settings.slack_app_token.get_secret_value()
+        and not settings.slack_signing_secret.get_secret_value()
+    ):
+        raise ConfigError("SLACK_SIGNING_SECRET: required to serve Slack over HTTP (or set SLACK_APP_TOKEN)")
+    load_catalog(settings.teams_file)  # a mistake in the teams file: one line now, not in each worker
+    doctor.at_start(settings, "web")
+    built: list[WebRuntime] = []
+
+    def load() -> WebApp:
+        built.append(build_web(settings))
+        return built[-1].app
+
+    def stop() -> None:
+        for runtime in built:
+            runtime.close()
+
+    options = web_options(settings)
+    web.check_port(options)
+    logger.info(
+        "serving Slack %s on port %d (%d process(es) x %d threads)",
+        "over Socket Mode, /healthz" if _socket_mode(settings) else "at /slack/events",
+        options.port, options.workers, options.threads,
+    )  # fmt: skip
+    web.serve(options, load, stop=stop)
+    return 0
+
+
+def web_options(settings: Settings) -> ServerOptions:
+    """gunicorn's options: `WEB_CONCURRENCY` processes, but one in the embedded mode and Socket Mode."""
+    from agentbot.web import ServerOptions  # noqa: PLC0415
+
+    shared = settings.redis_url and not _socket_mode(settings)  # in-memory Redis lives in one process
+    return ServerOptions(
+        port=settings.port,
+        workers=settings.web_concurrency if shared else 1,
+        threads=settings.web_threads,
+        log_level=settings.log_level,
+    )
+
+
+def build_web(settings: Settings) -> WebRuntime:
+    """A web worker process's runtime (after gunicorn's fork): Bolt app, bridge, WSGI app, Socket Mode."""
+    from agentbot.slack.app import Bridge, build_app  # noqa: PLC0415
+    from agentbot.slack.platform import SlackPlatform  # noqa: PLC0415
+    from agentbot.web import WebApp  # noqa: PLC0415
+
+    client, embedded = connect_redis(settings)
+    platform = SlackPlatform.from_settings(settings, client)
+    rt = Runtime(settings=settings, redis=client, platform=platform, embedded=embedded)
+    install(rt)
+    if embedded:
+        from agentbot.workers import start_thread_worker  # noqa: PLC0415  # only the embedded mode
+
+        start_thread_worker(rt)
+    bridge = Bridge(store=rt.store, queue=rt.queue, redis=client, platform=platform, catalog=rt.teams)
+    socket_mode = _socket_mode(settings)
+    # The token was checked at start; Bolt's own check would stop this process when Slack is unreachable.
+    bolt = build_app(settings, bridge=bridge, socket_mode=socket_mode, token_verification=False)
+    app = WebApp(None if socket_mode else bolt, healthy=lambda: redis_answers(client))
+    built = WebRuntime(runtime=rt, bridge=bridge, app=app)
+    if socket_mode:
+        from slack_bolt.adapter.socket_mode import SocketModeHandler  # noqa: PLC0415
+
+        built.socket = SocketModeHandler(bolt, settings.slack_app_token.get_secret_value())
+        built.socket.connect()  # type: ignore[no-untyped-call]  # slack_bolt: no hints
+    return built
+
+
+def redis_answers(client: redis.Redis) -> bool:
+    """Whether Redis answers PING (the web's health); a warning line when it does not."""
+    try:
+        return bool(client.ping())
+    except redis.RedisError as exc:
+        logger.warning("health check: Redis is not reachable: %s", exc)
+        return False
+
+
+def _socket_mode(settings: Settings) -> bool:
+    return bool(settings.slack_app_token.get_secret_value())
+
+
+# -- the worker process ------------------------------------------------------------------------------
+
+
+def run_worker(settings: Settings, *, burst: bool = False, simple: bool = False) -> int:
+    """`agentbot worker`: check what steps need, tidy the sandbox, then work the queue."""
+    from agentbot import doctor  # noqa: PLC0415
+    from agentbot.slack.platform import SlackPlatform  # noqa: PLC0415
+    from agentbot.workers import run_worker as work  # noqa: PLC0415
+
+    if not settings.redis_url:
+        raise ConfigError(
+            "REDIS_URL: required by `agentbot worker` (without it, `agentbot web` runs steps itself)"
+        )
+    doctor.at_start(settings, "worker")
+    rt = build(settings, platform=SlackPlatform.from_settings(settings))
+    install(rt)
+    rt.ports()  # fail at start, with one clear line, if the LLM or executor is misconfigured
+    _housekeeping(rt.executor)
+    logger.info("worker: taking steps from queue %r%s", rt.queue_name, " until it is empty" if burst else "")
+    work(rt, burst=burst, simple=simple)
+    return 0
+
+
+def _housekeeping(executor: CodeExecutor) -> None:
+    """At worker start: retire sandbox containers left by dead workers, drop idle workspaces."""
+    from agentbot.errors import SandboxError  # noqa: PLC0415
+    from agentbot.sandbox.docker import DockerExecutor  # noqa: PLC0415
+
+    if not isinstance(executor, DockerExecutor):
+        return
+    try:
+        executor.reap()
+        executor.cleanup_idle()
+    except SandboxError as exc:  # the engine may be down now; runs will say so in their threads
+        logger.warning("sandbox housekeeping skipped: %s", exc)
+
+
+# -- the console and the doctor ----------------------------------------------------------------------
+
+
+def run_chat(settings: Settings, task: str, *, stdin: TextIO, stdout: TextIO) -> int:
+    """`agentbot chat`: one conversation in this terminal, its steps in a thread of this process."""
+    import os  # noqa: PLC0415
+
+    from agentbot.console import ConsolePlatform, converse  # noqa: PLC0415
+    from agentbot.workers import start_thread_worker  # noqa: PLC0415
+
+    platform = ConsolePlatform(stdout, Path("agentbot-output"))
+    rt = build(settings, platform=platform, queue_name=f"agentbot-console-{os.getpid()}")
+    install(rt)
+    if rt.embedded:
+        print("[agentbot] state is in memory only (no REDIS_URL): it ends with this process.", file=stdout)
+    rt.ports()  # fail now, with one clear line, if the LLM or executor is misconfigured
+    start_thread_worker(rt)
+    return converse(rt, task, stdin=stdin, stdout=stdout)
+
+
+def run_doctor(settings: Settings, *, out: TextIO = sys.stdout) -> int:
+    """`agentbot doctor`: every check as a table; 0 when all are ok, 1 otherwise."""
+    from agentbot import doctor  # noqa: PLC0415
+
+    checks = doctor.run_checks(settings, "doctor")
+    print(doctor.render_table(checks), file=out)
+    return doctor.doctor_code(checks)

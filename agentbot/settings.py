@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Annotated, Literal
+from urllib.parse import urlsplit
 
 from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -75,8 +77,11 @@ class Settings(BaseSettings):
     port: int = Field(3000, gt=0, lt=65536, validation_alias=_env("PORT"))
     # HTTP mode with REDIS_URL: this many processes share the port (the in-memory Redis can't be shared)
     web_concurrency: int = Field(2, ge=1, validation_alias=_env("WEB_CONCURRENCY"))
+    web_threads: int = Field(25, ge=1, validation_alias=_env("AGENTBOT_WEB_THREADS"))
 
-    log_level: str = Field("INFO", validation_alias=_env("AGENTBOT_LOG_LEVEL"))
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = Field(
+        "INFO", validation_alias=_env("AGENTBOT_LOG_LEVEL")
+    )
 
     @field_validator("model", "approvers", mode="before")
     @classmethod
@@ -85,7 +90,7 @@ class Settings(BaseSettings):
             return tuple(part.strip() for part in value.split(",") if part.strip())
         return value
 
-    @field_validator("human_input_mode", mode="before")
+    @field_validator("human_input_mode", "log_level", mode="before")
     @classmethod
     def _upper(cls, value: object) -> object:
         return value.upper() if isinstance(value, str) else value
@@ -94,6 +99,27 @@ class Settings(BaseSettings):
     @classmethod
     def _lower(cls, value: object) -> object:
         return value.lower() if isinstance(value, str) else value
+
+    @field_validator("sandbox_memory", "sandbox_disk")
+    @classmethod
+    def _size(cls, value: str) -> str:
+        if not _SIZE.match(value):
+            raise ValueError("must be a size such as 512m or 2g (a number, then b, k, m or g)")
+        return value
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_url(cls, value: str | None) -> str | None:
+        if value:
+            _check_url(value, ("redis", "rediss", "unix"), "redis://HOST:6379/0")
+        return value or None
+
+    @field_validator("openai_base_url", "slack_api_url")
+    @classmethod
+    def _http_url(cls, value: str | None) -> str | None:
+        if value:
+            _check_url(value, ("http", "https"), "http://HOST:PORT/PATH")
+        return value
 
     def policy(self) -> Policy:
         """The conversation rules these settings give (a team definition may override them)."""
@@ -107,6 +133,22 @@ class Settings(BaseSettings):
             system_message=self.system_message or DEFAULT_SYSTEM_MESSAGE,
             max_cost_usd=self.max_cost_usd,
         )
+
+
+_SIZE = re.compile(r"^\d+(\.\d+)?[bkmg]?$", re.IGNORECASE)  # Docker's size syntax (`--memory 512m`)
+
+
+def _check_url(value: str, schemes: tuple[str, ...], example: str) -> None:
+    """A URL with one of `schemes`, a host (or a socket path) and a numeric port, or `ValueError`."""
+    try:
+        parts = urlsplit(value)
+        port = parts.port  # raises ValueError for a port that is not a number
+    except ValueError as exc:
+        raise ValueError(f"is not a URL such as {example} ({exc})") from None
+    if parts.scheme not in schemes:
+        raise ValueError(f"must start with {' or '.join(s + '://' for s in schemes)} (e.g. {example})")
+    if not (parts.hostname or (parts.scheme == "unix" and parts.path)) or port == 0:
+        raise ValueError(f"names no host (e.g. {example})")
 
 
 def load_settings(**overrides: object) -> Settings:
@@ -125,5 +167,13 @@ def _one_line(exc: ValidationError) -> str:
         alias = field.validation_alias if field else None
         if isinstance(alias, AliasChoices):
             name = str(alias.choices[0])
-        problems.append(f"{name}: {error['msg']} (got {error.get('input')!r})")
+        problems.append(f"{name}: {error['msg']} (got {_shown(error.get('input'))!r})")
     return "invalid setting " + "; ".join(problems)
+
+
+def _shown(value: object) -> object:
+    """A bad value as an error may print it: a URL without its password (`redis://:secret@host`)."""
+    if isinstance(value, str) and "@" in value and "://" in value:
+        scheme, _, rest = value.partition("://")
+        return f"{scheme}://***@{rest.rpartition('@')[2]}"
+    return value

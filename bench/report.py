@@ -67,7 +67,8 @@ def _num(text: str) -> float:
 def parse_slack_ack(out: str) -> list[Figure]:
     figures = []
     rows = {  # prefix in the output: (figure, target of p50, target of p99)
-        "ack, event": ("ack latency, event (50 concurrent)", "", "< 100 ms"),
+        "ack, event (app_mention)": ("ack latency, event (50 concurrent)", "", "≤ 1.5x bare Bolt"),
+        "ack, event, bare Bolt": ("ack latency, bare Bolt on gunicorn (reference)", "", ""),
         "ack, button click": ("ack latency, button click (50 concurrent)", "", "< 100 ms"),
         "mention to first visible response": ("first visible response", "< 300 ms", ""),
     }

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import logging
-import threading
 import time
 import urllib.error
 import urllib.request
@@ -33,10 +32,11 @@ from agentbot.conversation.state import ConversationKey, Phase
 from agentbot.settings import load_settings
 from agentbot.slack.app import Bridge, build_app
 from agentbot.slack.platform import SlackPlatform
-from agentbot.slack.server import make_server
 from agentbot.store import RedisStore
+from agentbot.web import WebApp
 from tests.fakes.openai_server import FakeOpenAI
 from tests.fakes.slack_server import BOT_ID, BOT_USER_ID, TEAM_ID, TOKEN, FakeSlack, sign
+from tests.wsgi_server import LoopbackWSGI
 
 pytestmark = pytest.mark.redis
 
@@ -72,16 +72,12 @@ class Bot:
         runtime.install(self.rt)
         self.bridge = Bridge(store=self.rt.store, queue=self.rt.queue, redis=client, platform=self.platform)
         self.app = build_app(self.settings, bridge=self.bridge)
-        self.server = make_server(self.app, redis_client=client, port=0, host="127.0.0.1")
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        self._thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05})
-        self._thread.start()
+        self.server = LoopbackWSGI(WebApp(self.app, healthy=lambda: runtime.redis_answers(client)))
+        self.url = self.server.url
         self._clicks = 0
 
     def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-        self._thread.join(timeout=5)
+        self.server.close()
         self.bridge.background.shutdown(wait=True)
 
     # -- Slack's side ------------------------------------------------------------------------------
@@ -397,18 +393,11 @@ def test_url_verification_and_health(bot: Bot, redis_client: redis.Redis) -> Non
 
 def test_health_is_503_when_redis_is_down(bot: Bot) -> None:
     down = redis.Redis(host="127.0.0.1", port=1, socket_connect_timeout=0.2, retry=Retry(NoBackoff(), 0))
-    server = make_server(bot.app, redis_client=down, port=0, host="127.0.0.1")
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05})
-    thread.start()
-    try:
+    with LoopbackWSGI(WebApp(bot.app, healthy=lambda: runtime.redis_answers(down))) as server:
         with pytest.raises(urllib.error.HTTPError) as raised:
-            urllib.request.urlopen(f"http://127.0.0.1:{server.server_address[1]}/healthz", timeout=5)
+            urllib.request.urlopen(f"{server.url}/healthz", timeout=5)
         assert raised.value.code == 503
         raised.value.close()
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=5)
 
 
 class RecordingSocketClient:

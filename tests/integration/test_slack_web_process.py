@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import http.client
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -19,19 +19,21 @@ from typing import Any
 
 import pytest
 import redis
-from slack_bolt.response import BoltResponse
 
 from agentbot.conversation.events import Start
 from agentbot.conversation.state import ConversationKey, ConversationState, Policy
 from agentbot.errors import StoreError
+from agentbot.runtime import web_options
 from agentbot.settings import load_settings
 from agentbot.slack.app import DEDUPE_TTL, Bridge
 from agentbot.slack.parse import parse_event
 from agentbot.slack.platform import SlackPlatform
-from agentbot.slack.server import SlackHTTPServer, SlackRequestHandler, bind_app, web_processes
 from agentbot.store import RedisStore
+from agentbot.web import WebApp
 from tests.conftest import free_port
+from tests.fakes.openai_server import FakeOpenAI
 from tests.fakes.slack_server import BOT_USER_ID, TEAM_ID, TOKEN, FakeSlack, sign
+from tests.wsgi_server import LoopbackWSGI
 
 pytestmark = pytest.mark.redis
 
@@ -132,75 +134,14 @@ def test_a_failed_enqueue_releases_the_dedupe_marker(redis_client: redis.Redis) 
         assert 0 < redis_client.ttl(f"{bridge.prefix}:seen:{TEAM_ID}:EvRetry") <= DEDUPE_TTL
 
 
-# -- the HTTP server: threads reused, a slow request holds up nobody, stop waits for answers -------
+# -- the web process: gunicorn, WEB_CONCURRENCY processes on one port, replaced when they die -------
 
 
-class SlowApp:
-    def __init__(self) -> None:
-        self.release = threading.Event()
-        self.threads: set[int] = set()
-
-    def dispatch(self, request: Any) -> BoltResponse:
-        self.threads.add(threading.get_ident())
-        if "slow" in request.body:
-            self.release.wait(10)
-        return BoltResponse(status=200, body="ok")
-
-
-@pytest.fixture
-def slow_server() -> Iterator[tuple[SlackHTTPServer, SlowApp]]:
-    app = SlowApp()
-    server = SlackHTTPServer(("127.0.0.1", 0), SlackRequestHandler)
-    bind_app(server, app, redis_client=redis.Redis())  # type: ignore[arg-type]  # a stand-in app
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05})
-    thread.start()
-    yield server, app
-    app.release.set()
-    server.shutdown()
-    server.server_close()
-    thread.join(5)
-
-
-def post(server: SlackHTTPServer, body: str) -> int:
-    connection = http.client.HTTPConnection("127.0.0.1", server.server_address[1], timeout=10)
-    try:
-        connection.request("POST", "/slack/events", body=body.encode())
-        return connection.getresponse().status
-    finally:
-        connection.close()
-
-
-def test_request_threads_are_reused(slow_server: tuple[SlackHTTPServer, SlowApp]) -> None:
-    server, app = slow_server
-    for _ in range(30):
-        assert post(server, "quick") == 200
-    # One thread would do; a new one starts only when a request arrives before the last thread is
-    # back waiting (a race a busy machine makes likely), so allow a few.
-    assert len(app.threads) <= 10
-
-
-def test_a_slow_request_holds_up_nobody_and_stop_waits_for_it(
-    slow_server: tuple[SlackHTTPServer, SlowApp],
-) -> None:
-    server, app = slow_server
-    slow = threading.Thread(target=post, args=(server, "slow"))
-    slow.start()
-    time.sleep(0.2)
-    started = time.monotonic()
-    assert post(server, "quick") == 200
-    assert time.monotonic() - started < 1
-    assert not server.wait_idle(0.2)  # the slow one is still being answered
-    app.release.set()
-    assert server.wait_idle(5)
-    slow.join(5)
-
-
-# -- the web process: WEB_CONCURRENCY processes on one port, replaced when they die, SIGTERM stops --
-
-
-def test_embedded_mode_is_one_process() -> None:
-    assert web_processes(load_settings(redis_url=None, web_concurrency=4)) == 1
-    assert web_processes(load_settings(redis_url="redis://x", web_concurrency=4)) == 4
+def test_embedded_mode_and_socket_mode_are_one_process() -> None:
+    assert web_options(load_settings(redis_url=None, web_concurrency=4)).workers == 1
+    assert web_options(load_settings(redis_url="redis://x", web_concurrency=4)).workers == 4
+    socket_mode = load_settings(redis_url="redis://x", web_concurrency=4, slack_app_token="xapp-1")
+    assert web_options(socket_mode).workers == 1
 
 
 def children(pid: int) -> list[int]:
@@ -297,3 +238,122 @@ def test_web_processes_stop_when_their_parent_is_killed(redis_url: str) -> None:
             finally:
                 proc.kill()
             wait_for(lambda: not any(Path(f"/proc/{pid}").exists() for pid in pids), timeout=10)
+
+
+# -- malformed requests: 400 and one log line, never a dropped connection or a traceback ------------
+
+
+@pytest.fixture
+def web_process(redis_url: str, tmp_path: Path) -> Iterator[tuple[int, Path]]:
+    """`agentbot web` on a free port (HTTP mode, Redis), its stderr in a file; stopped with SIGTERM."""
+    port, log = free_port(), tmp_path / "web.log"
+    with FakeSlack() as slack, log.open("wb") as err:
+        env = {
+            **os.environ, "REDIS_URL": redis_url, "SLACK_API_URL": slack.api_url, "SLACK_BOT_TOKEN": TOKEN,
+            "SLACK_SIGNING_SECRET": SECRET, "SLACK_APP_TOKEN": "", "PORT": str(port), "WEB_CONCURRENCY": "1",
+            "AGENTBOT_EXECUTOR": "none", "AGENTBOT_LOG_LEVEL": "INFO", "OPENAI_API_KEY": "unused",
+        }  # fmt: skip
+        command = [sys.executable, "-m", "agentbot", "web"]
+        with subprocess.Popen(command, cwd=ROOT, env=env, stderr=err) as proc:
+            try:
+                wait_for(lambda: healthy(port))
+                yield port, log
+                proc.send_signal(signal.SIGTERM)
+                assert proc.wait(timeout=15) == 0
+            finally:
+                if proc.poll() is None:
+                    proc.kill()
+
+
+def raw_request(port: int, head: str, body: bytes = b"") -> bytes:
+    """Send `head` (request line and headers) and `body` as they are; the answer, read until closed."""
+    request = f"{head}Host: x\r\nConnection: close\r\n\r\n".encode() + body
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.sendall(request)
+        answer = b""
+        while chunk := sock.recv(4096):  # a dropped connection ends this with b"" at once
+            answer += chunk
+        return answer
+
+
+JSON, FORM = "application/json", "application/x-www-form-urlencoded"
+
+
+def signed_post(port: int, body: bytes, content_type: str) -> bytes:
+    headers = {"Content-Type": content_type, "Content-Length": str(len(body)), **sign(body, SECRET)}
+    head = "".join(f"{name}: {value}\r\n" for name, value in headers.items())
+    return raw_request(port, f"POST /slack/events HTTP/1.1\r\n{head}", body)
+
+
+@pytest.mark.parametrize(
+    ("body", "content_type", "logged"),
+    [
+        pytest.param(b"this is not json", JSON, "not a Slack payload", id="signed_not_json"),
+        pytest.param(b"payload=%7Bnot+json", FORM, "not a Slack payload", id="bad_form"),
+        pytest.param(b"[1, 2]", JSON, "not a Slack payload", id="json_not_an_object"),
+        pytest.param(b"\xff\xfe{}", JSON, "body is not UTF-8", id="not_utf8"),
+    ],
+)  # fmt: skip
+def test_an_unreadable_slack_body_is_a_400_with_one_log_line(
+    web_process: tuple[int, Path], body: bytes, content_type: str, logged: str
+) -> None:
+    port, log = web_process
+    answer = signed_post(port, body, content_type)
+    assert answer.startswith(b"HTTP/1.1 400 "), answer
+    assert healthy(port)
+    text = wait_for(lambda: logged in (t := log.read_text()) and t)
+    assert "Traceback" not in text
+    assert len([line for line in text.splitlines() if "bad request" in line]) == 1
+
+
+def test_a_content_length_that_is_not_a_number_is_a_400_with_one_log_line(
+    web_process: tuple[int, Path],
+) -> None:
+    port, log = web_process
+    answer = raw_request(port, "POST /slack/events HTTP/1.1\r\nContent-Length: abc\r\n", b"{}")
+    assert answer.startswith(b"HTTP/1.1 400 "), answer
+    assert healthy(port)
+    text = wait_for(lambda: "Invalid request" in (t := log.read_text()) and t)
+    assert "Traceback" not in text
+    assert len([line for line in text.splitlines() if "Invalid request" in line]) == 1
+
+
+def test_unknown_paths_and_methods_are_answered(web_process: tuple[int, Path]) -> None:
+    port, _ = web_process
+    assert raw_request(port, "GET /nothing HTTP/1.1\r\n").startswith(b"HTTP/1.1 404 ")
+    assert raw_request(port, "GET /slack/events HTTP/1.1\r\n").startswith(b"HTTP/1.1 405 ")
+
+
+def test_embedded_mode_runs_steps_in_the_one_web_process(tmp_path: Path) -> None:
+    """No REDIS_URL: gunicorn with one worker process, whose in-memory Redis and step thread serve all."""
+    port = free_port()
+    with FakeSlack() as slack, FakeOpenAI() as llm:
+        llm.script("Hello from the model.\nTERMINATE")
+        env = {
+            name: value for name, value in os.environ.items()
+            if not name.startswith(("AGENTBOT_", "SLACK_", "OPENAI_")) and name not in ("REDIS_URL", "PORT")
+        }  # fmt: skip
+        env.update(
+            SLACK_API_URL=slack.api_url, SLACK_BOT_TOKEN=TOKEN, SLACK_SIGNING_SECRET=SECRET, PORT=str(port),
+            AGENTBOT_EXECUTOR="none", OPENAI_BASE_URL=llm.base_url, OPENAI_API_KEY="t", WEB_CONCURRENCY="4",
+        )  # fmt: skip
+        with subprocess.Popen([sys.executable, "-m", "agentbot", "web"], cwd=tmp_path, env=env) as proc:
+            try:
+                wait_for(lambda: healthy(port))
+                assert len(wait_for(lambda: children(proc.pid))) == 1
+                assert signed_mention(port, "EvEmbedded") == 200
+                posted = wait_for(lambda: [c for c in slack.state.calls if c.method == "chat.postMessage"])
+                assert "Hello from the model." in posted[0].args["text"]
+                proc.send_signal(signal.SIGTERM)
+                assert proc.wait(timeout=15) == 0
+            finally:
+                if proc.poll() is None:
+                    proc.kill()
+
+
+def test_socket_mode_web_app_answers_health_and_no_events() -> None:
+    """In Socket Mode events come over the socket; the port still answers /healthz for the platform."""
+    with LoopbackWSGI(WebApp(None, healthy=lambda: True)) as server:
+        with urllib.request.urlopen(f"{server.url}/healthz", timeout=5) as response:
+            assert response.status == 200
+        assert raw_request(server.port, "POST /slack/events HTTP/1.1\r\n").startswith(b"HTTP/1.0 404 ")

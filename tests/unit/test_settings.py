@@ -99,6 +99,16 @@ def test_code_approval_and_executor_are_case_insensitive(monkeypatch: pytest.Mon
         pytest.param("AGENTBOT_LLM_TIMEOUT", "soon", id="timeout_not_a_number"),
         pytest.param("PORT", "70000", id="port_out_of_range"),
         pytest.param("AGENTBOT_SANDBOX_WARM_SECONDS", "0", id="zero_warm_seconds"),
+        pytest.param("AGENTBOT_LOG_LEVEL", "loud", id="unknown_log_level"),
+        pytest.param("AGENTBOT_SANDBOX_MEMORY", "lots", id="memory_not_a_size"),
+        pytest.param("AGENTBOT_SANDBOX_DISK", "1tb", id="disk_unit_unknown"),
+        pytest.param("REDIS_URL", "localhost:6379", id="redis_url_without_scheme"),
+        pytest.param("REDIS_URL", "redis://localhost:port/0", id="redis_url_port_not_a_number"),
+        pytest.param("REDIS_URL", "http://localhost:6379", id="redis_url_wrong_scheme"),
+        pytest.param("REDIS_URL", "redis://", id="redis_url_without_host"),
+        pytest.param("OPENAI_BASE_URL", "localhost:11434/v1", id="openai_url_without_scheme"),
+        pytest.param("SLACK_API_URL", "ftp://example.invalid/api/", id="slack_url_wrong_scheme"),
+        pytest.param("AGENTBOT_WEB_THREADS", "0", id="zero_web_threads"),
     ],
 )
 def test_bad_value_fails_with_one_line_naming_the_variable(
@@ -111,6 +121,38 @@ def test_bad_value_fails_with_one_line_naming_the_variable(
     assert "\n" not in message
     assert name in message
     assert repr(value).lower() in message.lower()  # the value as given (case-normalized for enums)
+
+
+TLS_REDIS = "rediss://:pw@cache.internal:6380/2"
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "expected"),
+    [
+        pytest.param("AGENTBOT_LOG_LEVEL", "debug", "DEBUG", id="log_level_any_case"),
+        pytest.param("AGENTBOT_SANDBOX_MEMORY", "2G", "2G", id="memory_in_gigabytes"),
+        pytest.param("AGENTBOT_SANDBOX_DISK", "1.5g", "1.5g", id="disk_with_a_fraction"),
+        pytest.param("AGENTBOT_SANDBOX_MEMORY", "268435456", "268435456", id="memory_in_bytes"),
+        pytest.param("REDIS_URL", TLS_REDIS, TLS_REDIS, id="tls_with_password"),
+        pytest.param("REDIS_URL", "unix:///run/redis.sock", "unix:///run/redis.sock", id="unix_socket"),
+        pytest.param("REDIS_URL", "", None, id="empty_redis_url_is_embedded_mode"),
+    ],
+)  # fmt: skip
+def test_good_values_are_accepted(
+    monkeypatch: pytest.MonkeyPatch, name: str, value: str, expected: object
+) -> None:
+    monkeypatch.setenv(name, value)
+    field = {"AGENTBOT_LOG_LEVEL": "log_level", "AGENTBOT_SANDBOX_MEMORY": "sandbox_memory",
+             "AGENTBOT_SANDBOX_DISK": "sandbox_disk", "REDIS_URL": "redis_url"}[name]  # fmt: skip
+    assert getattr(load_settings(), field) == expected
+
+
+def test_a_bad_redis_url_is_shown_without_its_password(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("REDIS_URL", "redis://:hunter2@cache:port/0")
+    with pytest.raises(ConfigError) as caught:
+        load_settings()
+    assert "REDIS_URL" in str(caught.value)
+    assert "hunter2" not in str(caught.value)
 
 
 def test_several_bad_values_are_named_on_the_same_line(monkeypatch: pytest.MonkeyPatch) -> None:
