@@ -55,7 +55,10 @@ def sandbox_containers(client: docker.DockerClient, workspace: str | None = None
     labels = [f"{ROLE_LABEL}={SANDBOX_ROLE}"]
     if workspace is not None:
         labels.append(f"agentbot.workspace={workspace}")
-    return [c.name for c in client.containers.list(all=True, filters={"label": labels})]
+    # the low-level listing: `containers.list` inspects each container, and one the engine is still
+    # removing (engine 20.10 leaves some "Removal In Progress") answers 404 there
+    listed = client.api.containers(all=True, filters={"label": labels})
+    return [name.lstrip("/") for info in listed for name in (info.get("Names") or [])[:1]]
 
 
 def make_docker_executor(request: pytest.FixtureRequest, limits: Limits) -> DockerExecutor:

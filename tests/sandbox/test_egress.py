@@ -343,7 +343,7 @@ def test_a_killed_proxy_fails_closed_and_the_next_run_gets_a_new_one(
                 print(n, url, "failed", flush=True)
         time.sleep(0.15)
     """
-    proxies = [c for c in client.containers.list() if c.name.startswith(PROXY_PREFIX)]
+    proxies = running_proxies(client)
     killer = threading.Timer(1.0, lambda: [proxy.kill() for proxy in proxies])
     killer.start()
     result = run(executor, workspace, loop, grant)
@@ -364,7 +364,7 @@ def test_no_worker_secret_reaches_the_sandbox_or_the_proxy(
     result = run(executor, workspace, "import os; print(sorted(os.environ.items()))", EgressGrant())
     for value in canaries.values():
         assert value not in result.output
-    for proxy in [c for c in client.containers.list() if c.name.startswith(PROXY_PREFIX)]:
+    for proxy in running_proxies(client):
         environment = " ".join(proxy.attrs["Config"]["Env"])
         for value in canaries.values():
             assert value not in environment
@@ -383,3 +383,11 @@ def test_metadata_and_the_docker_host_are_unreachable_in_every_mode_but_bridge(
         assert result.output.count("failed") == 2, result.output
     finally:
         executor.remove_workspace(workspace)
+
+
+def running_proxies(client: docker.DockerClient) -> list[docker.models.containers.Container]:
+    return [
+        container
+        for container in client.containers.list(filters={"label": "agentbot.role=egress"})
+        if container.name.startswith(PROXY_PREFIX)
+    ]
