@@ -68,9 +68,13 @@ class Settings(BaseSettings):
     sandbox_allow_hosts: Annotated[tuple[str, ...], NoDecode] = Field(
         (), validation_alias=_env("AGENTBOT_SANDBOX_ALLOW_HOSTS")
     )
-    sandbox_thread_allow: ThreadAllow = Field("public", validation_alias=_env("AGENTBOT_SANDBOX_THREAD_ALLOW"))
+    sandbox_thread_allow: ThreadAllow = Field(
+        "public", validation_alias=_env("AGENTBOT_SANDBOX_THREAD_ALLOW")
+    )
     sandbox_index_url: str | None = Field(None, validation_alias=_env("AGENTBOT_SANDBOX_INDEX_URL"))
-    sandbox_egress_bytes: int = Field(200 * 1024**2, gt=0, validation_alias=_env("AGENTBOT_SANDBOX_EGRESS_BYTES"))
+    sandbox_egress_bytes: int = Field(
+        200 * 1024**2, gt=0, validation_alias=_env("AGENTBOT_SANDBOX_EGRESS_BYTES")
+    )
     sandbox_egress_connections: int = Field(
         256, gt=0, validation_alias=_env("AGENTBOT_SANDBOX_EGRESS_CONNECTIONS")
     )

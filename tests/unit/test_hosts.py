@@ -67,7 +67,7 @@ def test_a_bad_entry_is_one_line_naming_it(text: str, why: str) -> None:
 def test_parse_list_splits_commas_and_drops_blanks_and_repeats() -> None:
     assert hosts.parse_list(" a.org, ,*.b.org,A.org ,c.org:81,") == ("a.org", "*.b.org", "c.org:81")
     assert hosts.parse_list("") == ()
-    with pytest.raises(ValueError, match="'https://x.org' is not a host entry"):
+    with pytest.raises(ValueError, match=r"'https://x\.org' is not a host entry"):
         hosts.parse_list("a.org, https://x.org")
 
 

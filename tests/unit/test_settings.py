@@ -242,7 +242,11 @@ def test_egress_bytes_take_a_size(monkeypatch: pytest.MonkeyPatch, value: str, s
     ("name", "value", "said"),
     [
         ("AGENTBOT_SANDBOX_NETWORK", "host", "AGENTBOT_SANDBOX_NETWORK: Input should be 'proxy', 'none' or"),
-        ("AGENTBOT_SANDBOX_ALLOW_HOSTS", "a.org, https://b.org", "AGENTBOT_SANDBOX_ALLOW_HOSTS: Value error,"),
+        (
+            "AGENTBOT_SANDBOX_ALLOW_HOSTS",
+            "a.org, https://b.org",
+            "AGENTBOT_SANDBOX_ALLOW_HOSTS: Value error,",
+        ),
         ("AGENTBOT_SANDBOX_ALLOW_HOSTS", "a.org:99999", "the port must be a number from 1 to 65535"),
         ("AGENTBOT_SANDBOX_THREAD_ALLOW", "all", "AGENTBOT_SANDBOX_THREAD_ALLOW: Input should be"),
         ("AGENTBOT_SANDBOX_INDEX_URL", "ftp://mirror/", "is not an http:// or https:// URL"),
