@@ -39,7 +39,7 @@ def audit_line(report: EgressReport | None) -> str:
 def transcript_line(report: EgressReport | None) -> str:
     """The audit as the stored execution message (and so the assistant) carries it."""
     line = audit_line(report)
-    return f"Network: {line}" if line else ""
+    return f"Network — {line}" if line else ""
 
 
 def kept_blocked_line(hosts: tuple[str, ...], *, expired: bool) -> str:
