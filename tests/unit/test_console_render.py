@@ -107,8 +107,7 @@ def test_event_for_answer(phase: Phase, answer: str, expected: str) -> None:
     assert (event.type, event.event_id, event.user_id) == (expected, "e7", USER_ID)
     if isinstance(event, Approve):
         assert state.run is not None
-        assert state.hosts_ask is not None
-        assert (event.run_id, event.code_hash) == (state.hosts_ask.run_id, state.hosts_ask.code_hash)
+        assert (event.run_id, event.code_hash) == (state.run.run_id, state.run.code_hash)
     if isinstance(event, Skip):
         assert state.run is not None
         assert event.run_id == state.run.run_id
