@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import fakeredis
 import pytest
 import redis
 
@@ -15,6 +17,7 @@ from agentbot.conversation.code import CodeResult, EgressReport
 from agentbot.conversation.events import Approve, Start
 from agentbot.conversation.llm import Completion
 from agentbot.conversation.state import ConversationKey, ConversationState, EgressState, Phase
+from agentbot.queue import RQJobQueue
 from agentbot.settings import load_settings
 from tests.fakes.openai_server import FakeOpenAI, last_user_text
 from tests.fakes.platform import RecordingPlatform
@@ -84,3 +87,16 @@ def test_a_card_nobody_answers_expires_by_a_scheduled_step_on_a_worker_with_the_
 def _phase(rt: runtime.Runtime, conversation: ConversationKey) -> Phase | None:
     state = rt.store.load(conversation)
     return state.phase if state is not None else None
+
+
+def test_without_a_scheduler_process_a_timer_enqueues_the_step_once_at_its_time() -> None:
+    """The embedded mode (in-memory Redis, no scheduler process): a timer of this process stands in."""
+    queue = RQJobQueue(fakeredis.FakeRedis(), queue_name="embedded", scheduler=False)
+    at = datetime.now(UTC) + timedelta(seconds=0.3)
+    queue.enqueue_step_at(key(), at, name="hosts-r1")
+    queue.enqueue_step_at(key(), at, name="hosts-r1")  # a repeat: still one step
+    assert queue.queue.count == 0
+    wait_for(lambda: queue.queue.count == 1, timeout=5)
+    time.sleep(0.3)
+    assert queue.queue.count == 1
+    assert datetime.now(UTC) >= at
