@@ -10,14 +10,32 @@ from typing import TextIO
 from agentbot import runtime
 from agentbot.conversation.code import Artifact
 from agentbot.conversation.driver import submit
-from agentbot.conversation.events import Approve, Event, FileRef, HumanMessage, PickSpeaker, Skip, Start, Stop
+from agentbot.conversation.egress import audit_line
+from agentbot.conversation.events import (
+    AllowHosts,
+    Approve,
+    Event,
+    FileRef,
+    HumanMessage,
+    KeepBlocked,
+    PickSpeaker,
+    Skip,
+    Start,
+    Stop,
+)
 from agentbot.conversation.posts import Post
 from agentbot.conversation.state import ConversationKey, ConversationState, Phase
 from agentbot.errors import PlatformError
 
 USER_ID = "console-user"
 _RULE = "-" * 80
-_WAITING = {Phase.AWAITING_APPROVAL, Phase.AWAITING_HUMAN, Phase.AWAITING_PICK, Phase.FINISHED}
+_WAITING = {
+    Phase.AWAITING_APPROVAL,
+    Phase.AWAITING_HOSTS,
+    Phase.AWAITING_HUMAN,
+    Phase.AWAITING_PICK,
+    Phase.FINISHED,
+}
 
 
 class ConsolePlatform:
@@ -37,7 +55,7 @@ class ConsolePlatform:
         return self._posted.get(effect_id)
 
     def update(self, key: ConversationKey, message_id: str, post: Post) -> None:
-        if post.kind == "approval" and post.decision is not None:
+        if post.kind in ("approval", "hosts") and post.decision is not None:
             self._print(f"[run {post.run_id}: {post.decision.outcome}]")
 
     def upload(
@@ -67,11 +85,15 @@ def render(post: Post) -> str:
         return f"{post.speaker} (to user_proxy):\n\n{post.text}\n\n{_RULE}"
     if post.kind == "approval":
         code = "\n\n".join(f"```{b.language}\n{b.code}\n```" for b in post.blocks)
-        return f">>>>>>>> PROPOSED CODE (run {post.run_id}):\n{code}"
+        network = f"\n[{post.network}]" if post.network else ""
+        return f">>>>>>>> PROPOSED CODE (run {post.run_id}):\n{code}{network}"
     if post.kind == "result":
         outcome = "execution succeeded" if post.exit_code == 0 else "execution failed"
         result = f"exitcode: {post.exit_code} ({outcome})\nCode output: {post.output}"
-        return f">>>>>>>> EXECUTED CODE\n{result}\n{_RULE}"
+        audit = f"\n[network: {line}]" if (line := audit_line(post.egress)) else ""
+        return f">>>>>>>> EXECUTED CODE\n{result}{audit}\n{_RULE}"
+    if post.kind == "hosts" and post.decision is None:
+        return f"[agentbot] the egress proxy refused run {post.run_id} these hosts: {', '.join(post.hosts)}"
     if post.kind in ("notice", "ephemeral"):
         return "[agentbot] " + post.text.replace(f"<@{USER_ID}>", "you")
     return ""
@@ -116,6 +138,8 @@ def _idle(rt: runtime.Runtime, state: ConversationState) -> bool:
 def _ask(state: ConversationState, stdin: TextIO, stdout: TextIO, event_id: str) -> Event | None:
     if state.phase is Phase.AWAITING_APPROVAL and state.run is not None:
         prompt = "Run this code? Enter/y = run, n = skip, exit = end, or type feedback: "
+    elif state.phase is Phase.AWAITING_HOSTS:
+        prompt = "Allow these hosts and run again? y = allow, Enter/n = keep blocked, or type feedback: "
     elif state.phase is Phase.AWAITING_PICK and state.team is not None:
         prompt = f"Who speaks next? ({', '.join(state.team.names)}), or type a message: "
     else:
@@ -127,6 +151,16 @@ def _ask(state: ConversationState, stdin: TextIO, stdout: TextIO, event_id: str)
     return _event_for(state, line.strip(), event_id)
 
 
+def _hosts_answer(state: ConversationState, answer: str, event_id: str) -> Event | None:
+    """y: Allow and run again; Enter or n: Keep blocked; anything else is feedback (None)."""
+    ask = state.hosts_ask
+    if ask is None or answer.lower() not in ("", "y", "yes", "n", "no"):
+        return None
+    if answer.lower() in ("y", "yes"):
+        return AllowHosts(event_id=event_id, user_id=USER_ID, run_id=ask.run_id, code_hash=ask.code_hash)
+    return KeepBlocked(event_id=event_id, user_id=USER_ID, run_id=ask.run_id)
+
+
 def _event_for(state: ConversationState, answer: str, event_id: str) -> Event:
     run = state.run
     if state.phase is Phase.AWAITING_APPROVAL and run is not None:
@@ -134,6 +168,8 @@ def _event_for(state: ConversationState, answer: str, event_id: str) -> Event:
             return Approve(event_id=event_id, user_id=USER_ID, run_id=run.run_id, code_hash=run.code_hash)
         if answer.lower() in ("n", "no", "skip"):
             return Skip(event_id=event_id, user_id=USER_ID, run_id=run.run_id)
+    if state.phase is Phase.AWAITING_HOSTS and (decided := _hosts_answer(state, answer, event_id)):
+        return decided
     picked = state.team.agent(answer) if state.team is not None and answer else None
     if state.phase is Phase.AWAITING_PICK and picked is not None:
         return PickSpeaker(

@@ -64,6 +64,7 @@ class Runtime:
             queue_name=self.queue_name,
             step_timeout=self.settings.step_timeout,
             retry_intervals=intervals,
+            scheduler=not self.embedded,
         )
 
     @cached_property
@@ -88,6 +89,7 @@ class Runtime:
             queue=self.queue,
             policy=self.settings.policy(),
             teams=self.teams,
+            egress=self.settings.egress(),
         )
 
 

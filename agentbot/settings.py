@@ -10,9 +10,13 @@ from urllib.parse import urlsplit
 from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from agentbot.conversation import hosts
 from agentbot.conversation.prompts import DEFAULT_SYSTEM_MESSAGE
-from agentbot.conversation.state import CodeApproval, HumanInputMode, Policy
+from agentbot.conversation.state import CodeApproval, EgressState, HumanInputMode, Policy, ThreadAllow
 from agentbot.errors import ConfigError
+
+_BYTES = re.compile(r"^\s*(\d+)\s*([kmg]?)i?b?\s*$", re.IGNORECASE)
+_UNITS = {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3}
 
 
 def _env(name: str) -> AliasChoices:
@@ -58,7 +62,23 @@ class Settings(BaseSettings):
     workdir: Path = Field(Path(".agentbot/workspaces"), validation_alias=_env("AGENTBOT_WORKDIR"))
     sandbox_image: str = Field("agentbot-sandbox:latest", validation_alias=_env("AGENTBOT_SANDBOX_IMAGE"))
     sandbox_timeout: float = Field(60.0, gt=0, validation_alias=_env("AGENTBOT_SANDBOX_TIMEOUT"))
-    sandbox_network: str = Field("none", validation_alias=_env("AGENTBOT_SANDBOX_NETWORK"))
+    # `proxy`: out only through the egress proxy and its allowed hosts; `none`: no network; `bridge`: open
+    sandbox_network: Literal["proxy", "none", "bridge"] = Field(
+        "proxy", validation_alias=_env("AGENTBOT_SANDBOX_NETWORK")
+    )
+    sandbox_allow_hosts: Annotated[tuple[str, ...], NoDecode] = Field(
+        (), validation_alias=_env("AGENTBOT_SANDBOX_ALLOW_HOSTS")
+    )
+    sandbox_thread_allow: ThreadAllow = Field(
+        "public", validation_alias=_env("AGENTBOT_SANDBOX_THREAD_ALLOW")
+    )
+    sandbox_index_url: str | None = Field(None, validation_alias=_env("AGENTBOT_SANDBOX_INDEX_URL"))
+    sandbox_egress_bytes: int = Field(
+        200 * 1024**2, gt=0, validation_alias=_env("AGENTBOT_SANDBOX_EGRESS_BYTES")
+    )
+    sandbox_egress_connections: int = Field(
+        256, gt=0, validation_alias=_env("AGENTBOT_SANDBOX_EGRESS_CONNECTIONS")
+    )
     sandbox_memory: str = Field("512m", validation_alias=_env("AGENTBOT_SANDBOX_MEMORY"))
     sandbox_cpus: float = Field(1.0, gt=0, validation_alias=_env("AGENTBOT_SANDBOX_CPUS"))
     sandbox_pids: int = Field(128, gt=0, validation_alias=_env("AGENTBOT_SANDBOX_PIDS"))
@@ -95,7 +115,7 @@ class Settings(BaseSettings):
     def _upper(cls, value: object) -> object:
         return value.upper() if isinstance(value, str) else value
 
-    @field_validator("code_approval", "executor", mode="before")
+    @field_validator("code_approval", "executor", "sandbox_network", "sandbox_thread_allow", mode="before")
     @classmethod
     def _lower(cls, value: object) -> object:
         return value.lower() if isinstance(value, str) else value
@@ -121,6 +141,32 @@ class Settings(BaseSettings):
             _check_url(value, ("http", "https"), "http://HOST:PORT/PATH")
         return value
 
+    @field_validator("sandbox_allow_hosts", mode="before")
+    @classmethod
+    def _host_list(cls, value: object) -> object:
+        if isinstance(value, str):
+            return hosts.parse_list(value)
+        return hosts.parse_entries(value) if isinstance(value, list | tuple) else value
+
+    @field_validator("sandbox_index_url", mode="before")
+    @classmethod
+    def _index_url(cls, value: object) -> object:
+        if isinstance(value, str) and value.strip():
+            hosts.url_entry(value)  # raises a one-line ValueError for anything but an http(s) URL
+            return value.strip()
+        return None if value == "" else value
+
+    @field_validator("sandbox_egress_bytes", mode="before")
+    @classmethod
+    def _bytes(cls, value: object) -> object:
+        """`200m`, `1g`, `512k` or a number of bytes (k, m, g are powers of 1024, as Docker's sizes)."""
+        if not isinstance(value, str):
+            return value
+        match = _BYTES.match(value)
+        if match is None:
+            raise ValueError("expected a size such as 200m, 1g or a number of bytes")
+        return int(match.group(1)) * _UNITS[match.group(2).lower()]
+
     def policy(self) -> Policy:
         """The conversation rules these settings give (a team definition may override them)."""
         return Policy(
@@ -132,6 +178,19 @@ class Settings(BaseSettings):
             approvers=self.approvers,
             system_message=self.system_message or DEFAULT_SYSTEM_MESSAGE,
             max_cost_usd=self.max_cost_usd,
+        )
+
+    def egress(self) -> EgressState:
+        """What every conversation's runs may reach, before channel, team and thread lists are added.
+
+        The package index is trusted as given (an `http://` internal mirror too): its host:port is one
+        of the operator's exact entries.
+        """
+        index = (hosts.url_entry(self.sandbox_index_url),) if self.sandbox_index_url else ()
+        return EgressState(
+            network=self.sandbox_network,
+            operator_hosts=tuple(dict.fromkeys((*self.sandbox_allow_hosts, *index))),
+            thread_allow=self.sandbox_thread_allow,
         )
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 
 from agentbot.conversation.events import Delegated, FileRef
 from agentbot.conversation.llm import ChatMessage
@@ -65,7 +66,10 @@ class CancelSubTeams:
 
 @dataclass(frozen=True)
 class Wait:
-    """Nothing to do until a person acts."""
+    """Nothing to do until a person acts, or until `wake_at` (then a step named `wake_name` is due)."""
+
+    wake_at: datetime | None = None
+    wake_name: str = ""
 
 
 Action = CallLLM | SelectSpeaker | RunCode | ImportFiles | Delegate | CancelSubTeams | Wait

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
-from datetime import UTC, datetime
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 
 from agentbot.conversation import delegation, engine, speakers
 from agentbot.conversation.code import InputFile
@@ -24,11 +24,22 @@ from agentbot.conversation.ports import (
     JobQueue,
     TeamCatalog,
 )
-from agentbot.conversation.state import ConversationKey, ConversationState, OutboxItem, Phase, Policy
+from agentbot.conversation.state import (
+    ConversationKey,
+    ConversationState,
+    EgressState,
+    OutboxItem,
+    Phase,
+    Policy,
+)
 from agentbot.conversation.team import TeamChoice
 from agentbot.errors import LLMError, PlatformError, SandboxError
 
 logger = logging.getLogger(__name__)
+
+# A delayed step comes this much after the moment it is for, so that the clock of whichever worker
+# runs it is surely past that moment (the engine compares with its own `now`).
+WAKE_MARGIN = timedelta(seconds=1)
 
 
 def utcnow() -> datetime:
@@ -47,6 +58,7 @@ class Ports:
     policy: Policy
     clock: Callable[[], datetime] = utcnow
     teams: TeamCatalog | None = None  # None: every conversation is the assistant + user proxy pair
+    egress: EgressState = field(default_factory=EgressState)  # the workspace's network lists (settings)
 
 
 def submit(store: ConversationStore, queue: JobQueue, key: ConversationKey, event: Event) -> str:
@@ -61,16 +73,37 @@ def step(ports: Ports, key: ConversationKey) -> ConversationState | None:
     state = _apply_inbox(ports, key)
     if state is None:
         return None
+    state = _expire(ports, state)
     state = _recover(ports, state)
     state = deliver(ports, state)
     action = engine.next_action(state)
     if isinstance(action, engine.Wait):
+        _wake_later(ports, key, action)
         return state
     state = _perform(ports, state, action)
     state = deliver(ports, state)
-    if not isinstance(engine.next_action(state), engine.Wait):
+    after = engine.next_action(state)
+    if isinstance(after, engine.Wait):
+        _wake_later(ports, key, after)
+    else:
         ports.queue.enqueue_step(key)
     return state
+
+
+def _expire(ports: Ports, state: ConversationState) -> ConversationState:
+    """What the clock decides (a blocked-hosts card nobody answered in time) before anything else."""
+    expired = engine.expire(state, ports.clock())
+    return state if expired is state else ports.store.save(expired)
+
+
+def _wake_later(ports: Ports, key: ConversationKey, wait: engine.Wait) -> None:
+    """A conversation that waits for people until a deadline gets one delayed step for that deadline.
+
+    Scheduled again by every step that ends waiting for it: the queue keeps one job per name, so a
+    step that crashed before scheduling is made good by the next (and a repeat schedules nothing).
+    """
+    if wait.wake_at is not None:
+        ports.queue.enqueue_step_at(key, wait.wake_at + WAKE_MARGIN, name=wait.wake_name)
 
 
 def fail(ports: Ports, key: ConversationKey, text: str) -> None:
@@ -90,7 +123,7 @@ def _apply_inbox(ports: Ports, key: ConversationKey) -> ConversationState | None
     now = ports.clock()
     for event_id, event in events:
         choice = _choice(ports, key, event) if state is None else None
-        state = engine.apply(state, key, event, ports.policy, now, choice=choice)
+        state = engine.apply(state, key, event, ports.policy, now, choice=choice, egress=ports.egress)
         if state is not None:
             state = state.model_copy(update={"last_event_id": event_id})
     return ports.store.save(state) if state is not None else None

@@ -25,13 +25,16 @@ from agentbot.conversation.actions import (  # noqa: F401
     SelectSpeaker,
     Wait,
 )
-from agentbot.conversation.code import CodeBlock, CodeResult
+from agentbot.conversation.code import CodeBlock, CodeResult, EgressReport
 from agentbot.conversation.codeblocks import extract_code_blocks, is_termination
+from agentbot.conversation.egress import kept_blocked_line, network_line
 from agentbot.conversation.events import (
+    AllowHosts,
     Approve,
     Delegated,
     Event,
     HumanMessage,
+    KeepBlocked,
     PickSpeaker,
     Skip,
     Start,
@@ -50,6 +53,8 @@ from agentbot.conversation.posts import (
     ApprovalPost,
     Decision,
     EphemeralPost,
+    HostsDecision,
+    HostsPost,
     NoticePost,
     ResultPost,
     UploadPost,
@@ -59,6 +64,8 @@ from agentbot.conversation.speakers import llm_messages  # noqa: F401
 from agentbot.conversation.state import (
     ConversationKey,
     ConversationState,
+    EgressState,
+    HostsAsk,
     HumanInputMode,
     Message,
     PendingRun,
@@ -90,25 +97,27 @@ def apply(
     now: datetime,
     *,
     choice: TeamChoice | None = None,
+    egress: EgressState | None = None,
 ) -> ConversationState | None:
     """The conversation after `event`; None while there is no conversation and the event starts none.
 
-    `choice` is the team a `Start` gets when it creates the conversation (default: no team).
+    `choice` is the team a `Start` gets when it creates the conversation (default: no team), and
+    `egress` the workspace's network lists it starts with (the choice adds the channel's and team's).
     """
     if state is None:
         if isinstance(event, Delegated):
             return delegation.start_sub(key, event, policy, now)
-        return _start(key, event, policy, now, choice or TeamChoice()) if isinstance(event, Start) else None
+        if not isinstance(event, Start):
+            return None
+        return _start(key, event, policy, now, choice=choice or TeamChoice(), egress=egress or EgressState())
     if isinstance(event, Start | HumanMessage):
         return _human_message(state, event, now)
     return _other_event(state, event, now)
 
 
 def _other_event(state: ConversationState, event: Event, now: datetime) -> ConversationState:
-    if isinstance(event, Approve):
-        return _approve(state, event, now)
-    if isinstance(event, Skip):
-        return _skip(state, event, now)
+    if isinstance(event, Approve | Skip | AllowHosts | KeepBlocked):
+        return _click(state, event, now)
     if isinstance(event, PickSpeaker):
         return speakers.on_pick(state, event)
     if isinstance(event, SubTeamUpdate):
@@ -118,8 +127,24 @@ def _other_event(state: ConversationState, event: Event, now: datetime) -> Conve
     return state  # a repeated `Delegated` (the sub-team's conversation exists), or a repeated Start
 
 
+def _click(
+    state: ConversationState, event: Approve | Skip | AllowHosts | KeepBlocked, now: datetime
+) -> ConversationState:
+    if isinstance(event, Approve):
+        return _approve(state, event, now)
+    if isinstance(event, Skip):
+        return _skip(state, event, now)
+    return _decide_hosts(state, event, now)
+
+
 def _start(
-    key: ConversationKey, event: Start, policy: Policy, now: datetime, choice: TeamChoice
+    key: ConversationKey,
+    event: Start,
+    policy: Policy,
+    now: datetime,
+    *,
+    choice: TeamChoice,
+    egress: EgressState,
 ) -> ConversationState:
     context = tuple(
         Message(speaker=prior.author, role="user", content=prior.text, kind="context")
@@ -134,6 +159,7 @@ def _start(
         policy=delegation.team_policy(policy, choice.team).model_copy(update={"approvers": approvers}),
         transcript=context,
         team=choice.team,
+        egress=egress.with_operator_hosts(choice.allow_hosts),
     )
     if choice.notice:
         state = _emit(state, NoticePost(text=choice.notice, level="warning"))
@@ -147,6 +173,8 @@ def _human_message(state: ConversationState, event: Start | HumanMessage, now: d
         return state  # a finished conversation re-opens only when the bot is mentioned again
     if state.phase is Phase.AWAITING_APPROVAL and state.run is not None:
         state = _decide(state, "skipped", event.user_id, now)  # a reply instead of Run is feedback
+    if state.phase is Phase.AWAITING_HOSTS:
+        state = _release(state, "kept", event.user_id, now)  # a reply instead of Allow: Keep blocked
     message = Message(
         speaker=event.user_name or event.user_id,
         role="user",
@@ -203,6 +231,8 @@ def _stop(state: ConversationState, event: Stop, now: datetime) -> ConversationS
         return _emit(state, EphemeralPost(user_id=event.user_id, text=_only_approvers(state, "stop")))
     if state.run is not None and state.run.status == "awaiting_approval":
         state = _decide(state, "stopped", event.user_id, now)
+    if state.phase is Phase.AWAITING_HOSTS:
+        state = _release(state, "stopped", event.user_id, now)  # kept in the transcript, for the record
     return _finish(state, f"Stopped by <@{event.user_id}>.")
 
 
@@ -233,6 +263,9 @@ def next_action(state: ConversationState) -> Action:
         return ImportFiles(files=state.pending_files)
     if state.phase is Phase.DELEGATING:
         return Delegate(launches=delegation.launches(state))
+    ask = state.hosts_ask
+    if state.phase is Phase.AWAITING_HOSTS and ask is not None:
+        return Wait(wake_at=ask.expires_at, wake_name=f"hosts-{ask.run_id}")  # Keep blocked, by the clock
     return delegation.cancellations(state) or Wait()
 
 
@@ -321,20 +354,30 @@ def on_run_started(state: ConversationState) -> ConversationState:
 
 
 def on_run_result(state: ConversationState, result: CodeResult, now: datetime) -> ConversationState:
-    """The code ran: show the result, feed it back to the assistant unless a limit says otherwise."""
+    """The code ran: show the result; feed it back to the assistant, or first ask about blocked hosts."""
     run = state.run
     assert run is not None
-    policy = state.policy
     names = tuple(artifact.name for artifact in result.artifacts)
-    message = Message(
-        speaker=policy.proxy_name, role="user", content=execution_message(result), kind="execution"
+    state = _emit(
+        _with_run(state, run.model_copy(update={"status": "done"})), _result_post(run, result, names)
     )
-    state = state.model_copy(
-        update={"run": run.model_copy(update={"status": "done"}), "transcript": (*state.transcript, message)}
-    )
-    state = _emit(state, _result_post(run.run_id, result, names))
     if names:
         state = _emit(state, UploadPost(run_id=run.run_id, names=names))
+    report = result.egress
+    if report is not None and report.askable and state.egress.thread_allow != "none" and state.parent is None:
+        return _ask_hosts(state, run, report, execution_message(result), now)
+    return _after_result(_append_execution(state, execution_message(result)))
+
+
+def _append_execution(state: ConversationState, text: str) -> ConversationState:
+    return _append(
+        state, Message(speaker=state.policy.proxy_name, role="user", content=text, kind="execution")
+    )
+
+
+def _after_result(state: ConversationState) -> ConversationState:
+    """The result in the transcript goes to the assistant, unless a limit hands the turn to the humans."""
+    policy = state.policy
     if state.auto_replies >= policy.max_consecutive_auto_reply:
         return _limit_reached(state, _limit_text(policy))
     # Files shared while the code ran waited for it (see `_human_message`): import them before thinking.
@@ -342,14 +385,125 @@ def on_run_result(state: ConversationState, result: CodeResult, now: datetime) -
     return _to(state.model_copy(update={"auto_replies": state.auto_replies + 1}), phase)
 
 
-def _result_post(run_id: str, result: CodeResult, names: tuple[str, ...]) -> ResultPost:
+# ---------------------------------------------------------------- hosts the egress proxy refused
+
+
+def _ask_hosts(
+    state: ConversationState,
+    run: PendingRun,
+    report: EgressReport,
+    held: str,
+    now: datetime,
+) -> ConversationState:
+    """Hold the result and ask the people: allow `hosts` and run the same code again, or keep them blocked."""
+    ask = HostsAsk(
+        run_id=run.run_id,
+        blocks=run.blocks,
+        code_hash=run.code_hash,
+        hosts=report.askable,
+        blocked=report.blocked,
+        approvers=run.approvers,
+        held=held,
+        created_at=now,
+        expires_at=now + timedelta(seconds=state.policy.approval_ttl_seconds),
+    )
+    state = _emit(_with_ask(state, ask), _hosts_card(ask), ref=f"hosts:{ask.run_id}")
+    return _to(state, Phase.AWAITING_HOSTS)
+
+
+def _decide_hosts(
+    state: ConversationState, event: AllowHosts | KeepBlocked, now: datetime
+) -> ConversationState:
+    ask = state.hosts_ask
+    refusal = _refuse_hosts_click(state, event.user_id, event.run_id)
+    if (
+        refusal is None
+        and isinstance(event, AllowHosts)
+        and ask is not None
+        and event.code_hash != ask.code_hash
+    ):
+        refusal = "This card does not match the code that ran, so nothing was allowed."
+    if refusal is not None:
+        return _emit(state, EphemeralPost(user_id=event.user_id, text=refusal))
+    assert ask is not None  # _refuse_hosts_click checked it
+    if now >= ask.expires_at:
+        text = "That card had expired, so the hosts stay blocked."
+        return _emit(expire(state, now), EphemeralPost(user_id=event.user_id, text=text))
+    if isinstance(event, KeepBlocked):
+        return _after_result(_release(state, "kept", event.user_id, now))
+    return _allow_and_rerun(state, event.user_id, now)
+
+
+def _refuse_hosts_click(state: ConversationState, user_id: str, run_id: str) -> str | None:
+    ask = state.hosts_ask
+    if state.phase is not Phase.AWAITING_HOSTS or ask is None or ask.run_id != run_id or ask.status != "open":
+        return "This card is no longer current, so nothing was changed."
+    if user_id not in ask.approvers:
+        return _only_approvers(state, "allow hosts for")
+    return None
+
+
+def _allow_and_rerun(state: ConversationState, user_id: str, now: datetime) -> ConversationState:
+    """Allow the hosts in this thread; the click is also `user_id`'s approval of the same code."""
+    ask = state.hosts_ask
+    assert ask is not None
+    state = _close_ask(state, "allowed", user_id, now)
+    state = state.model_copy(update={"egress": state.egress.allowing(ask.hosts)})
+    run = _new_run(state, ask.blocks, now).model_copy(update={"status": "approved", "decided_by": user_id})
+    return _to(_with_run(state, run).model_copy(update={"run_seq": state.run_seq + 1}), Phase.RUNNING)
+
+
+def expire(state: ConversationState, now: datetime) -> ConversationState:
+    """Nobody decided on blocked hosts within the approval TTL: they stay blocked, the assistant goes on.
+
+    The same state object when nothing expired (the driver calls this at the start of every step).
+    """
+    ask = state.hosts_ask
+    if state.phase is not Phase.AWAITING_HOSTS or ask is None or ask.status != "open" or now < ask.expires_at:
+        return state
+    return _after_result(_release(state, "expired", None, now))
+
+
+def _release(state: ConversationState, outcome: str, user_id: str | None, now: datetime) -> ConversationState:
+    """Close the open card as `outcome`; the held result, with the blocked line, joins the transcript."""
+    ask = state.hosts_ask
+    assert ask is not None
+    state = _close_ask(state, outcome, user_id, now)
+    return _append_execution(
+        state, f"{ask.held}\n{kept_blocked_line(ask.hosts, expired=outcome == 'expired')}"
+    )
+
+
+def _close_ask(
+    state: ConversationState, outcome: str, user_id: str | None, now: datetime
+) -> ConversationState:
+    ask = state.hosts_ask
+    assert ask is not None
+    decision = HostsDecision.model_validate({"outcome": outcome, "user_id": user_id, "at": now})
+    closed = ask.closed(decision.outcome, user_id)
+    return _emit(_with_ask(state, closed), _hosts_card(ask, decision), update_ref=f"hosts:{ask.run_id}")
+
+
+def _hosts_card(ask: HostsAsk, decision: HostsDecision | None = None) -> HostsPost:
+    return HostsPost(
+        run_id=ask.run_id,
+        code_hash=ask.code_hash,
+        hosts=ask.hosts,
+        approvers=ask.approvers,
+        expires_at=ask.expires_at,
+        decision=decision,
+    )
+
+
+def _result_post(run: PendingRun, result: CodeResult, names: tuple[str, ...]) -> ResultPost:
     return ResultPost(
-        run_id=run_id,
+        run_id=run.run_id,
         exit_code=result.exit_code,
         output=result.output,
         timed_out=result.timed_out,
         output_truncated=result.output_truncated,
         artifact_names=names,
+        egress=result.egress,
     )
 
 
@@ -400,11 +554,11 @@ def on_failure(state: ConversationState, text: str) -> ConversationState:
 
 def _propose_run(state: ConversationState, blocks: tuple[CodeBlock, ...], now: datetime) -> ConversationState:
     run = _new_run(state, blocks, now)
-    state = state.model_copy(update={"run": run, "run_seq": state.run_seq + 1})
-    return _to(_emit(state, _card(run), ref=f"card:{run.run_id}"), Phase.AWAITING_APPROVAL)
+    state = _with_run(state, run).model_copy(update={"run_seq": state.run_seq + 1})
+    return _to(_emit(state, _card(state, run), ref=f"card:{run.run_id}"), Phase.AWAITING_APPROVAL)
 
 
-def _card(run: PendingRun, decision: Decision | None = None) -> ApprovalPost:
+def _card(state: ConversationState, run: PendingRun, decision: Decision | None = None) -> ApprovalPost:
     """The approval card of `run`: with buttons until `decision`, then showing who decided."""
     return ApprovalPost(
         run_id=run.run_id,
@@ -414,6 +568,7 @@ def _card(run: PendingRun, decision: Decision | None = None) -> ApprovalPost:
         approvers=run.approvers,
         expires_at=run.expires_at,
         decision=decision,
+        network=network_line(state.egress),
     )
 
 
@@ -442,8 +597,20 @@ def _decide(state: ConversationState, outcome: str, user_id: str | None, now: da
     assert run is not None
     decided = run.model_copy(update={"status": _RUN_STATUS[outcome], "decided_by": user_id})
     decision = Decision.model_validate({"outcome": outcome, "user_id": user_id, "at": now})
-    card = _card(run, decision)
-    return _emit(state.model_copy(update={"run": decided}), card, update_ref=f"card:{run.run_id}")
+    card = _card(state, run, decision)
+    return _emit(_with_run(state, decided), card, update_ref=f"card:{run.run_id}")
+
+
+def _with_run(state: ConversationState, run: PendingRun) -> ConversationState:
+    return state.model_copy(update={"run": run})
+
+
+def _with_ask(state: ConversationState, ask: HostsAsk) -> ConversationState:
+    return state.model_copy(update={"hosts_ask": ask})
+
+
+def _append(state: ConversationState, message: Message) -> ConversationState:
+    return state.model_copy(update={"transcript": (*state.transcript, message)})
 
 
 def _limit_text(policy: Policy) -> str:

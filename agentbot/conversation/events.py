@@ -72,6 +72,21 @@ class Skip(_Event):
     run_id: str
 
 
+class AllowHosts(_Event):
+    """**Allow and run again** on a blocked-hosts card: allow its hosts in this thread, run the code again."""
+
+    type: Literal["allow_hosts"] = "allow_hosts"
+    run_id: str  # the refused run the card is about
+    code_hash: str
+
+
+class KeepBlocked(_Event):
+    """**Keep blocked** on a blocked-hosts card: the assistant gets the refused run's result."""
+
+    type: Literal["keep_blocked"] = "keep_blocked"
+    run_id: str
+
+
 class Stop(_Event):
     """The Stop button, or "stop"/"exit" typed as a reply: end the conversation."""
 
@@ -108,7 +123,16 @@ class SubTeamUpdate(_Event):
 
 
 Event = Annotated[
-    Start | HumanMessage | Approve | Skip | Stop | PickSpeaker | Delegated | SubTeamUpdate,
+    Start
+    | HumanMessage
+    | Approve
+    | Skip
+    | AllowHosts
+    | KeepBlocked
+    | Stop
+    | PickSpeaker
+    | Delegated
+    | SubTeamUpdate,
     Field(discriminator="type"),
 ]
 EVENT_ADAPTER: TypeAdapter[Event] = TypeAdapter(Event)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import datetime
 from typing import Protocol
 
 from agentbot.conversation.code import Artifact, CodeBlock, CodeResult, EgressGrant, InputFile
@@ -103,3 +104,7 @@ class JobQueue(Protocol):
     """Runs `agentbot.jobs.step` for a conversation soon, never two at once for one conversation."""
 
     def enqueue_step(self, key: ConversationKey) -> None: ...
+
+    def enqueue_step_at(self, key: ConversationKey, at: datetime, *, name: str) -> None:
+        """Run a step for `key` at `at` (not before); one per `name` per conversation, repeats ignored."""
+        ...

@@ -7,7 +7,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from agentbot.conversation.code import CodeBlock
+from agentbot.conversation.code import CodeBlock, EgressReport
 
 
 class AgentPost(BaseModel):
@@ -44,6 +44,31 @@ class ApprovalPost(BaseModel):
     approvers: tuple[str, ...]
     expires_at: datetime
     decision: Decision | None = None
+    network: str = ""  # the network the run will have, in words (`egress.network_line`)
+
+
+class HostsDecision(BaseModel):
+    """Who decided about blocked hosts, how, and when (no `user_id`: nobody decided in time)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    outcome: Literal["allowed", "kept", "expired", "stopped"]
+    user_id: str | None = None
+    at: datetime
+
+
+class HostsPost(BaseModel):
+    """The hosts a run was refused: Allow and run again / Keep blocked until decided, then who decided."""
+
+    model_config = ConfigDict(frozen=True)
+
+    kind: Literal["hosts"] = "hosts"
+    run_id: str
+    code_hash: str
+    hosts: tuple[str, ...]
+    approvers: tuple[str, ...]
+    expires_at: datetime
+    decision: HostsDecision | None = None
 
 
 class ResultPost(BaseModel):
@@ -58,6 +83,7 @@ class ResultPost(BaseModel):
     timed_out: bool = False
     output_truncated: bool = False
     artifact_names: tuple[str, ...] = ()
+    egress: EgressReport | None = None  # hosts contacted and refused (None: the run had no egress proxy)
 
 
 class UploadPost(BaseModel):
@@ -159,6 +185,7 @@ class ReportPost(BaseModel):
 Post = Annotated[
     AgentPost
     | ApprovalPost
+    | HostsPost
     | ResultPost
     | UploadPost
     | NoticePost

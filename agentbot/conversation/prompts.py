@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from agentbot.conversation.code import CodeResult
+from agentbot.conversation.egress import transcript_line
 
 DEFAULT_SYSTEM_MESSAGE = """\
 You are a careful assistant who solves tasks by writing code that a colleague runs for you.
@@ -36,6 +37,8 @@ def execution_message(result: CodeResult) -> str:
     text = f"exitcode: {result.exit_code} ({outcome})\nCode output: {output}"
     if result.artifacts:
         text += "\nFiles created or changed: " + ", ".join(a.name for a in result.artifacts)
+    if network := transcript_line(result.egress):
+        text += "\n" + network
     return text
 
 

@@ -98,6 +98,7 @@ class Phase(StrEnum):
     IMPORTING = "importing"  # shared files to be copied into the workspace
     AWAITING_HUMAN = "awaiting_human"  # a person to reply
     AWAITING_PICK = "awaiting_pick"  # a person to pick the next speaker (group chat, `manual`)
+    AWAITING_HOSTS = "awaiting_hosts"  # a person to allow the hosts a run was refused, or keep them blocked
     DELEGATING = "delegating"  # sub-teams to be started (hierarchical)
     AWAITING_SUBTEAMS = "awaiting_subteams"  # sub-teams to report back, each in its own conversation
     FINISHED = "finished"  # nothing, until someone mentions the bot again
@@ -134,6 +135,34 @@ class PendingRun(BaseModel):
     decided_by: str | None = None
 
 
+AskStatus = Literal["open", "allowed", "kept", "expired", "stopped"]
+
+
+class HostsAsk(BaseModel):
+    """A run the egress proxy refused hosts to, waiting for people: allow them and run again, or not.
+
+    `held` is the run's result in AutoGen's words; the assistant gets it only once the hosts are kept
+    blocked (by a click, a reply, or the approval TTL). Allowing is checked like a Run click.
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    run_id: str  # the refused run; also names the card and the delayed expiry step
+    blocks: tuple[CodeBlock, ...]
+    code_hash: str
+    hosts: tuple[str, ...]  # what people may allow, named as in `hosts.name`
+    blocked: tuple[str, ...]  # everything the proxy refused (a superset of `hosts`)
+    approvers: tuple[str, ...]
+    held: str
+    created_at: datetime
+    expires_at: datetime
+    status: AskStatus = "open"
+    decided_by: str | None = None
+
+    def closed(self, status: AskStatus, user_id: str | None) -> HostsAsk:
+        return self.model_copy(update={"status": status, "decided_by": user_id})
+
+
 ThreadAllow = Literal["public", "any", "none"]
 
 
@@ -152,6 +181,15 @@ class EgressState(BaseModel):
     operator_hosts: tuple[str, ...] = ()
     thread_hosts: tuple[str, ...] = ()
     thread_allow: ThreadAllow = "public"
+
+    def with_operator_hosts(self, entries: tuple[str, ...]) -> EgressState:
+        """These lists with more operator entries (a channel's, a team's) added after the others."""
+        merged = tuple(dict.fromkeys((*self.operator_hosts, *entries)))
+        return self.model_copy(update={"operator_hosts": merged})
+
+    def allowing(self, entries: tuple[str, ...]) -> EgressState:
+        """These lists with `entries` allowed by people in the thread."""
+        return self.model_copy(update={"thread_hosts": tuple(dict.fromkeys((*self.thread_hosts, *entries)))})
 
     def grant(self) -> EgressGrant:
         """What the next run may reach: exact operator entries (and `any` thread ones) open private ones."""
@@ -239,6 +277,7 @@ class ConversationState(BaseModel):
     parent: ConversationKey | None = None  # set on a sub-team's conversation: its lead's
     sub_id: str = ""
     egress: EgressState = Field(default_factory=EgressState)  # network of the runs (egress proxy lists)
+    hosts_ask: HostsAsk | None = None  # the latest run refused hosts that people could allow
 
     @property
     def total_cost_usd(self) -> float:

@@ -9,9 +9,19 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Annotated, Literal, Self
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
+
+from agentbot.conversation import hosts
 
 AGENT_NAME = r"^[A-Za-z][A-Za-z0-9_-]{0,63}$"
+
+
+def _entries(value: object) -> object:
+    return hosts.parse_entries(value) if isinstance(value, list | tuple) else value
+
+
+# Egress entries (`host`, `*.domain`, `host:port`), normalised; a bad one is a one-line ValueError.
+HostEntries = Annotated[tuple[str, ...], BeforeValidator(_entries)]
 Pattern = Literal["two_agent", "group_chat", "hierarchical"]
 SpeakerSelection = Literal["auto", "round_robin", "manual"]
 
@@ -48,6 +58,7 @@ class Team(BaseModel):
     max_consecutive_auto_reply: int | None = Field(None, ge=0)
     max_turns: int | None = Field(None, gt=0)
     max_cost_usd: float | None = Field(None, gt=0)
+    allow_hosts: HostEntries = ()  # what its runs may reach through the egress proxy
 
     @model_validator(mode="after")
     def _fits_pattern(self) -> Self:
@@ -98,3 +109,4 @@ class TeamChoice:
 
     team: Team | None = None
     notice: str | None = None  # said in the thread when the choice differs from what was asked
+    allow_hosts: tuple[str, ...] = ()  # the channel's and the team's egress entries

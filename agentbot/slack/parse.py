@@ -1,9 +1,10 @@
 """Slack payloads in, conversation events out: pure functions, no I/O.
 
 `parse_event` reads an Events API envelope (`app_mention`, `message`), `parse_action` a `block_actions`
-payload (the Run / Skip / Stop buttons). Both return an `Inbound` — the conversation key, the event,
-and what the app still has to check — or None when the payload is not for us (bots, edits, deletions,
-channel chatter outside a conversation thread). A mention that only asks `teams` or `help` is an `Ask`
+payload (the Run / Skip / Stop buttons, and Allow and run again / Keep blocked on a blocked-hosts
+card). Both return an `Inbound` — the conversation key, the event, and what the app still has to
+check — or None when the payload is not for us (bots, edits, deletions, channel chatter outside a
+conversation thread). A mention that only asks `teams` or `help` is an `Ask`
 instead: the bot answers it without starting a conversation.
 
 `parse_command` reads a slash command (`/agentbot teams`, `/agentbot team:x <task>`), and
@@ -19,10 +20,12 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from agentbot.conversation.events import (
+    AllowHosts,
     Approve,
     Event,
     FileRef,
     HumanMessage,
+    KeepBlocked,
     PickSpeaker,
     PriorMessage,
     Skip,
@@ -37,9 +40,13 @@ Payload = Mapping[str, Any]
 RUN_ACTION = "run_code"
 SKIP_ACTION = "skip_code"
 STOP_ACTION = "stop_session"
+ALLOW_HOST_ACTION = "allow_host"  # blocked-hosts card: Allow and run again
+DENY_HOST_ACTION = "deny_host"  # blocked-hosts card: Keep blocked
 PICK_ACTION = "pick_speaker"  # one button per agent: `pick_speaker:<n>` (action ids are unique per block)
 DETAILS_ACTION = "subteam_details"  # a sub-team message's Details button: its transcript in a modal
-ACTION_PATTERN = re.compile(rf"^({RUN_ACTION}|{SKIP_ACTION}|{STOP_ACTION}|{PICK_ACTION}(:\d+)?)$")
+ACTION_PATTERN = re.compile(
+    rf"^({RUN_ACTION}|{SKIP_ACTION}|{STOP_ACTION}|{ALLOW_HOST_ACTION}|{DENY_HOST_ACTION}|{PICK_ACTION}(:\d+)?)$"
+)
 
 # Message subtypes that are still a person writing in the thread; every other subtype (edits,
 # deletions, joins, bot_message, ...) is not human input. https://docs.slack.dev/reference/events/message
@@ -377,6 +384,10 @@ def _button_event(action: Payload, *, event_id: str, user_id: str, key: Conversa
         event = Skip(event_id=event_id, user_id=user_id, run_id=run_id)
     elif action_id == STOP_ACTION:
         event = Stop(event_id=event_id, user_id=user_id)
+    elif action_id == ALLOW_HOST_ACTION:
+        event = AllowHosts(event_id=event_id, user_id=user_id, run_id=run_id, code_hash=code_hash)
+    elif action_id == DENY_HOST_ACTION:
+        event = KeepBlocked(event_id=event_id, user_id=user_id, run_id=run_id)
     else:
         return None
     return Inbound(key=key, event=event)

@@ -16,11 +16,14 @@ from datetime import datetime
 from typing import Any
 
 from agentbot.conversation.code import CodeBlock
+from agentbot.conversation.egress import audit_line
 from agentbot.conversation.posts import (
     AgentPost,
     ApprovalPost,
     Decision,
     EphemeralPost,
+    HostsDecision,
+    HostsPost,
     MeterPost,
     NoticePost,
     Post,
@@ -30,7 +33,15 @@ from agentbot.conversation.posts import (
     SubTeamPost,
     UploadPost,
 )
-from agentbot.slack.parse import DETAILS_ACTION, PICK_ACTION, RUN_ACTION, SKIP_ACTION, STOP_ACTION
+from agentbot.slack.parse import (
+    ALLOW_HOST_ACTION,
+    DENY_HOST_ACTION,
+    DETAILS_ACTION,
+    PICK_ACTION,
+    RUN_ACTION,
+    SKIP_ACTION,
+    STOP_ACTION,
+)
 
 Block = dict[str, Any]
 
@@ -42,6 +53,7 @@ CODE_LINES = 60  # lines of code shown on an approval card
 CODE_CHARS = 2_500  # characters of code shown per block on an approval card
 CODE_TOTAL = 6_000  # characters of code shown on one card, all blocks together
 CODE_BLOCKS = 5  # code blocks shown on one card
+HOSTS_SHOWN = 20  # hosts named on a blocked-hosts card (each up to ~260 characters: within 3,000 at 10)
 OUTPUT_HEAD = 800  # a result shows the head and the tail of the output (tracebacks end at the tail)
 OUTPUT_TAIL = 2_000
 
@@ -62,6 +74,12 @@ _OUTCOME = {
     "stopped": (":octagonal_sign:", "Stopped by {who}"),
     "expired": (":hourglass:", "Expired"),
     "superseded": (":arrows_counterclockwise:", "Superseded by a newer proposal"),
+}
+_HOSTS_OUTCOME = {
+    "allowed": (":white_check_mark:", "Allowed by {who} for this thread; the code runs again"),
+    "kept": (":no_entry:", "Kept blocked by {who}"),
+    "expired": (":hourglass:", "Nobody decided in time: kept blocked"),
+    "stopped": (":octagonal_sign:", "Stopped by {who}"),
 }
 
 
@@ -150,7 +168,8 @@ def upload_comment(run_id: str, number: int = 1, batches: int = 1) -> str:
 def render_approval(post: ApprovalPost) -> Rendered:
     """The approval card: code (truncated), language, and Run / Skip / Stop — or who decided, when."""
     shown, truncated = _code_sections(post.blocks)
-    blocks: list[Block] = [section_block(_card_intro(post)), *shown]
+    network = [context_block(f":globe_with_meridians: {escape(post.network)}")] if post.network else []
+    blocks: list[Block] = [section_block(_card_intro(post)), *network, *shown]
     if truncated:
         note = f"Long code is cut here; the full code is attached as `{_code_filename(post)}`."
         blocks.append(context_block(note))
@@ -172,8 +191,41 @@ def render_result(post: ResultPost) -> Rendered:
     notes = _result_notes(post, cut=cut)
     if notes:
         blocks.append(context_block(notes))
+    if audit := audit_line(post.egress):
+        blocks.append(context_block(f":globe_with_meridians: {escape(audit)}"))
     snippet = Snippet(f"run-{_slug(post.run_id)}-output.txt", post.output, "Full output") if cut else None
     return Rendered(messages=(SlackMessage(text=headline, blocks=tuple(blocks)),), snippet=snippet)
+
+
+def render_hosts(post: HostsPost) -> Rendered:
+    """The hosts a run was refused: Allow and run again / Keep blocked — or who decided, and when."""
+    names = ", ".join(f"`{escape(host)}`" for host in post.hosts[:HOSTS_SHOWN])
+    if len(post.hosts) > HOSTS_SHOWN:
+        names += f" and {len(post.hosts) - HOSTS_SHOWN} more"
+    head = f":no_entry: The egress proxy refused the run these hosts: {names}."
+    if post.decision is not None:
+        blocks = (section_block(head), _hosts_decision(post.decision))
+        return Rendered(messages=(SlackMessage(text=truncate(head, FALLBACK_LIMIT), blocks=blocks),))
+    who = " or ".join(f"<@{u}>" for u in post.approvers)
+    until = slack_date(post.expires_at, fmt="{time}")
+    ask = f"{who} can allow them in this thread and run the same code again (until {until})."
+    value = json.dumps({"run_id": post.run_id, "code_hash": post.code_hash})
+    actions = {
+        "type": "actions",
+        "block_id": f"hosts-{_slug(post.run_id)}",
+        "elements": [
+            _button("Allow and run again", ALLOW_HOST_ACTION, value, style="primary"),
+            _button("Keep blocked", DENY_HOST_ACTION, value),
+        ],
+    }
+    text = "A run was refused hosts: allow them and run again, or keep them blocked?"
+    return Rendered(messages=(SlackMessage(text=text, blocks=(section_block(f"{head}\n{ask}"), actions)),))
+
+
+def _hosts_decision(decision: HostsDecision) -> Block:
+    emoji, words = _HOSTS_OUTCOME[decision.outcome]
+    who = f"<@{decision.user_id}>" if decision.user_id else "someone"
+    return context_block(f"{emoji} {words.format(who=who)} at {slack_date(decision.at)}")
 
 
 def render_meter(post: MeterPost) -> Rendered:
@@ -234,6 +286,7 @@ def render_report(post: ReportPost) -> Rendered:
 _RENDERERS: dict[str, Callable[[Any], Rendered]] = {
     "agent": render_agent,
     "approval": render_approval,
+    "hosts": render_hosts,
     "result": render_result,
     "notice": render_notice,
     "ephemeral": render_ephemeral,

@@ -31,18 +31,25 @@ class Catalog:
     default: str | None = None  # None: the built-in pair of the settings
     workspaces: Mapping[str, str] = field(default_factory=dict)
     channels: Mapping[str, str] = field(default_factory=dict)
+    channel_hosts: Mapping[str, tuple[str, ...]] = field(default_factory=dict)  # `[egress.channels]`
 
     def choose(self, key: ConversationKey, requested: str | None) -> TeamChoice:
-        """`requested` if there is such a team; else the channel's, the workspace's, or the default."""
+        """`requested` if there is such a team; else the channel's, the workspace's, or the default.
+
+        The choice carries the egress entries of the channel and of the chosen team.
+        """
         fallback = self.default_for(key)
-        if requested is None:
-            return TeamChoice(team=fallback)
-        team = self.find(requested)
-        if team is not None:
-            return TeamChoice(team=team)
+        team = self.find(requested) if requested is not None else fallback
+        notice = None
+        if team is None and requested is not None:
+            team, notice = fallback, self._missing(requested, fallback)
+        team_hosts = team.allow_hosts if team is not None else ()
+        allow = tuple(dict.fromkeys((*self.channel_hosts.get(key.channel_id, ()), *team_hosts)))
+        return TeamChoice(team=team, notice=notice, allow_hosts=allow)
+
+    def _missing(self, requested: str, fallback: Team | None) -> str:
         who = f"the {fallback.name} team" if fallback is not None else _BUILT_IN
-        notice = f"There is no team called “{requested}”, so {who} answers. Teams: {', '.join(self.teams)}."
-        return TeamChoice(team=fallback, notice=notice)
+        return f"There is no team called “{requested}”, so {who} answers. Teams: {', '.join(self.teams)}."
 
     def default_for(self, key: ConversationKey) -> Team | None:
         name = self.channels.get(key.channel_id) or self.workspaces.get(key.team_id) or self.default
@@ -82,4 +89,5 @@ def load_catalog(path: Path | None) -> Catalog:
         default=file.default,
         workspaces=file.workspaces,
         channels=file.channels,
+        channel_hosts=file.egress.channels,
     )

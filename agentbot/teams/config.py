@@ -1,4 +1,20 @@
-"""The teams file (TOML): teams, the default team, and per-workspace and per-channel choices.
+"""The teams file (TOML): teams, the default team, per-workspace and per-channel choices, egress lists.
+
+Egress (what code runs may reach through the egress proxy) is set per channel and per team::
+
+    [egress.channels]
+    C0123456789 = ["data.internal:8080"]     # runs in this channel
+
+    [teams.trio]
+    allow_hosts = ["*.example.org"]          # runs of this team
+
+Reserved for tools and MCP servers (not accepted yet; planned names, so that one schema serves both)::
+
+    [[teams.trio.agents]]
+    tools = ["pkg.module:function"]          # Python functions the agent may call
+    mcp_servers = ["NAME"]                   # MCP servers whose tools it may call
+
+    [mcp_servers.NAME]                       # `command`, `args`, `env` (stdio) or `url`, and `include`
 
 Errors say which file and line they are about, with the line itself, e.g.::
 
@@ -20,7 +36,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from agentbot.conversation.team import Team
+from agentbot.conversation.team import HostEntries, Team
 from agentbot.errors import ConfigError
 
 Loc = tuple[str | int, ...]
@@ -32,6 +48,14 @@ _KEY = re.compile(rf"^({_KEY_PART}(?:\s*\.\s*{_KEY_PART})*)\s*=")
 _DECODE_LINE = re.compile(r"\(at line (\d+), column \d+\)")
 
 
+class Egress(BaseModel):
+    """`[egress]`: hosts the runs of a channel's conversations may reach, on top of the workspace's."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    channels: dict[str, HostEntries] = Field(default_factory=dict)  # Slack channel id -> entries
+
+
 class TeamsFile(BaseModel):
     """What a teams file holds; `default`, `workspaces` and `channels` name teams."""
 
@@ -41,6 +65,7 @@ class TeamsFile(BaseModel):
     workspaces: dict[str, str] = Field(default_factory=dict)  # Slack team (workspace) id -> team
     channels: dict[str, str] = Field(default_factory=dict)  # Slack channel id -> team
     teams: dict[str, Team] = Field(default_factory=dict)
+    egress: Egress = Field(default_factory=Egress)
 
 
 def read_presets() -> TeamsFile:

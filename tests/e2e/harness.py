@@ -218,6 +218,8 @@ class Stack:
             "OPENAI_API_KEY": "e2e-key",
             "AGENTBOT_EXECUTOR": self.executor,
             "AGENTBOT_WORKDIR": str(self.workdir / "workspaces"),  # the local executor's
+            # The stories use offline data; a test of the egress proxy sets `proxy` in `self.env`.
+            "AGENTBOT_SANDBOX_NETWORK": "none",
         }
         return {**base, **settings, **self.env}
 

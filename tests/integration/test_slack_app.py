@@ -13,6 +13,7 @@ import urllib.error
 import urllib.request
 import uuid
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, cast
 from urllib.parse import urlencode
@@ -28,6 +29,9 @@ from slack_sdk.socket_mode.request import SocketModeRequest
 from slack_sdk.socket_mode.response import SocketModeResponse
 
 from agentbot import runtime
+from agentbot.conversation import driver, engine
+from agentbot.conversation.code import CodeResult, EgressReport
+from agentbot.conversation.events import Approve
 from agentbot.conversation.state import ConversationKey, Phase
 from agentbot.settings import load_settings
 from agentbot.slack.app import Bridge, build_app
@@ -558,3 +562,39 @@ def test_sub_team_message_opens_its_whole_conversation_in_a_modal(bot: Bot, llm:
     assert details_click(bot, card, root, foreign) == 200
     bot.bridge.background.submit(lambda: None).result()
     assert len(bot.slack.calls_to("views.open")) == 2
+
+
+def refused_by_the_proxy(bot: Bot, root: str, host: str) -> None:
+    """The approved run of `root`'s card came back refused `host` (as the egress proxy reports it)."""
+    key = bot.key(root)
+    state = bot.rt.store.load(key)
+    assert state is not None and state.run is not None
+    now = datetime.now(UTC)
+    click = Approve(event_id="ev-run", user_id="UANA", run_id=state.run.run_id, code_hash=state.run.code_hash)
+    approved = engine.apply(state, key, click, bot.settings.policy(), now)
+    assert approved is not None
+    report = EgressReport(blocked=(host,), askable=(host,))
+    result = CodeResult(exit_code=1, output="ConnectionError: 403\n", egress=report)
+    state = bot.rt.store.save(engine.on_run_result(engine.on_run_started(approved), result, now))
+    driver.deliver(bot.rt.ports(), state)
+
+
+def test_blocked_hosts_card_refuses_a_stranger_and_allow_reruns_the_code(bot: Bot, llm: FakeOpenAI) -> None:
+    llm.script(code("print('ok')"), "Done.\nTERMINATE")
+    root = say(bot, "fetch the data")
+    bot.work()
+    refused_by_the_proxy(bot, root, "data.example.org:8080")
+    (card,) = [
+        c for c in bot.cards(root) if "egress proxy refused" in c["text"] or "refused" in str(c["blocks"])
+    ]
+    assert "`data.example.org:8080`" in card["blocks"][0]["text"]["text"]
+    assert bot.click("allow_host", user="UMALLORY", card=card, thread_ts=root)[0] == 200
+    bot.work()
+    (ephemeral,) = bot.slack.calls_to("chat.postEphemeral")
+    assert ephemeral.args["user"] == "UMALLORY" and "can allow hosts" in ephemeral.args["text"]
+    assert bot.click("allow_host", user="UBOSS", card=card, thread_ts=root)[0] == 200
+    bot.work()
+    state = bot.rt.store.load(bot.key(root))
+    assert state is not None and state.egress.thread_hosts == ("data.example.org:8080",)
+    assert bot.results(root)[-1] == ":white_check_mark: exitcode: 0 (execution succeeded)"  # the rerun
+    assert bot.cards(root) == []  # every card decided: no buttons left in the thread

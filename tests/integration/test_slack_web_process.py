@@ -99,6 +99,9 @@ class FailingQueue:
             raise StoreError("redis: connection lost", retryable=True)
         self.enqueued.append(key)
 
+    def enqueue_step_at(self, key: ConversationKey, at: datetime, *, name: str) -> None:
+        self.enqueue_step(key)
+
 
 def mention_body(event_id: str) -> dict[str, Any]:
     ts = "1700000000.000100"

@@ -8,8 +8,8 @@ import pytest
 
 from agentbot.console import USER_ID, _event_for, render
 from agentbot.conversation import engine
-from agentbot.conversation.code import CodeBlock
-from agentbot.conversation.events import Approve, Event, HumanMessage, Skip, Start
+from agentbot.conversation.code import CodeBlock, CodeResult, EgressReport
+from agentbot.conversation.events import AllowHosts, Approve, Event, HumanMessage, Skip, Start
 from agentbot.conversation.llm import Completion
 from agentbot.conversation.posts import (
     AgentPost,
@@ -113,3 +113,35 @@ def test_event_for_answer(phase: Phase, answer: str, expected: str) -> None:
         assert event.run_id == state.run.run_id
     if isinstance(event, HumanMessage):
         assert (event.text, event.user_name) == (answer, "you")
+
+
+@pytest.mark.parametrize(
+    ("answer", "expected"),
+    [
+        ("y", "allow_hosts"),
+        ("", "keep_blocked"),
+        ("n", "keep_blocked"),
+        ("use offline data", "human_message"),
+    ],
+)
+def test_blocked_hosts_are_allowed_kept_or_answered_with_feedback(answer: str, expected: str) -> None:
+    state = _state(Phase.AWAITING_APPROVAL)
+    assert state.run is not None
+    click = Approve(event_id="e1", user_id=USER_ID, run_id=state.run.run_id, code_hash=state.run.code_hash)
+    approved = engine.apply(state, state.key, click, Policy(), NOW)
+    assert approved is not None
+    report = EgressReport(blocked=("data.example.org",), askable=("data.example.org",))
+    result = CodeResult(exit_code=1, output="403", egress=report)
+    state = engine.on_run_result(engine.on_run_started(approved), result, NOW)
+    assert state.phase is Phase.AWAITING_HOSTS
+    event = _event_for(state, answer, "e8")
+    assert event.type == expected
+    if isinstance(event, AllowHosts):
+        assert state.hosts_ask is not None
+        assert (event.run_id, event.code_hash) == (state.hosts_ask.run_id, state.hosts_ask.code_hash)
+
+
+def test_result_prints_its_network_audit() -> None:
+    report = EgressReport(contacted=("pypi.internal:3141",), blocked=("data.example.org",))
+    text = render(ResultPost(run_id="r1", exit_code=0, output="ok\n", egress=report))
+    assert "[network: contacted: pypi.internal:3141 · blocked: data.example.org]" in text

@@ -226,6 +226,7 @@ def test_reply_with_code_under_approval_always_posts_an_approval_card() -> None:
         requested_by=STARTER,
         approvers=(STARTER,),
         expires_at=NOW + timedelta(seconds=3600),
+        network="network: none (no internet)",  # a conversation started without egress lists
     )
     assert engine.next_action(state) == engine.Wait()
 

@@ -239,3 +239,68 @@ def test_sandbox_warm_seconds_reach_the_docker_executor(monkeypatch: pytest.Monk
     assert DockerExecutor.from_settings(load_settings()).warm_seconds == 600.0
     monkeypatch.setenv("AGENTBOT_SANDBOX_WARM_SECONDS", "45")
     assert DockerExecutor.from_settings(load_settings()).warm_seconds == 45.0
+
+
+def test_egress_defaults_are_the_proxy_with_no_host_allowed() -> None:
+    settings = load_settings()
+    assert settings.sandbox_network == "proxy"
+    assert settings.sandbox_allow_hosts == ()
+    assert settings.sandbox_thread_allow == "public"
+    assert settings.sandbox_index_url is None
+    assert settings.sandbox_egress_bytes == 200 * 1024 * 1024
+    assert settings.sandbox_egress_connections == 256
+    egress = settings.egress()
+    assert (egress.network, egress.operator_hosts, egress.thread_allow) == ("proxy", (), "public")
+
+
+def test_egress_lists_the_workspace_hosts_then_the_package_index(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AGENTBOT_SANDBOX_NETWORK", "None")
+    monkeypatch.setenv("AGENTBOT_SANDBOX_ALLOW_HOSTS", "Data.Example.org, *.cdn.example.org,db.internal:5432")
+    monkeypatch.setenv("AGENTBOT_SANDBOX_THREAD_ALLOW", "ANY")
+    monkeypatch.setenv("AGENTBOT_SANDBOX_INDEX_URL", "http://mirror.internal:3141/root/pypi/+simple/")
+    egress = load_settings().egress()
+    assert egress.network == "none"
+    assert egress.thread_allow == "any"
+    assert egress.operator_hosts == (
+        "data.example.org",
+        "*.cdn.example.org",
+        "db.internal:5432",
+        "mirror.internal:3141",
+    )
+    # the index is an exact operator entry: trusted even on a private address
+    assert "mirror.internal:3141" in egress.grant().private_hosts
+
+
+@pytest.mark.parametrize(
+    ("value", "size"),
+    [("200m", 200 * 1024**2), ("1G", 1024**3), ("512k", 512 * 1024), ("1000", 1000), ("64MiB", 64 * 1024**2)],
+)
+def test_egress_bytes_take_a_size(monkeypatch: pytest.MonkeyPatch, value: str, size: int) -> None:
+    monkeypatch.setenv("AGENTBOT_SANDBOX_EGRESS_BYTES", value)
+    assert load_settings().sandbox_egress_bytes == size
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "said"),
+    [
+        ("AGENTBOT_SANDBOX_NETWORK", "host", "AGENTBOT_SANDBOX_NETWORK: Input should be 'proxy', 'none' or"),
+        (
+            "AGENTBOT_SANDBOX_ALLOW_HOSTS",
+            "a.org, https://b.org",
+            "AGENTBOT_SANDBOX_ALLOW_HOSTS: Value error,",
+        ),
+        ("AGENTBOT_SANDBOX_ALLOW_HOSTS", "a.org:99999", "the port must be a number from 1 to 65535"),
+        ("AGENTBOT_SANDBOX_THREAD_ALLOW", "all", "AGENTBOT_SANDBOX_THREAD_ALLOW: Input should be"),
+        ("AGENTBOT_SANDBOX_INDEX_URL", "ftp://mirror/", "is not an http:// or https:// URL"),
+        ("AGENTBOT_SANDBOX_EGRESS_BYTES", "lots", "expected a size such as 200m"),
+        ("AGENTBOT_SANDBOX_EGRESS_CONNECTIONS", "0", "AGENTBOT_SANDBOX_EGRESS_CONNECTIONS: Input should be"),
+    ],
+)
+def test_a_bad_egress_setting_is_one_line_naming_it(
+    monkeypatch: pytest.MonkeyPatch, name: str, value: str, said: str
+) -> None:
+    monkeypatch.setenv(name, value)
+    with pytest.raises(ConfigError, match="invalid setting") as caught:
+        load_settings()
+    assert said in str(caught.value)
+    assert "\n" not in str(caught.value)

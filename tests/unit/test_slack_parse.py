@@ -8,9 +8,11 @@ from typing import Any
 import pytest
 
 from agentbot.conversation.events import (
+    AllowHosts,
     Approve,
     FileRef,
     HumanMessage,
+    KeepBlocked,
     PickSpeaker,
     PriorMessage,
     Skip,
@@ -292,6 +294,17 @@ def test_shared_files_become_file_refs() -> None:
             Approve(event_id="action:1234.5678.abcd", user_id="UANA", run_id="", code_hash=""),
         ),
         ("skip_code", "{", Skip(event_id="action:1234.5678.abcd", user_id="UANA", run_id="")),
+        (
+            "allow_host",
+            VALUE,
+            AllowHosts(event_id="action:1234.5678.abcd", user_id="UANA", run_id="r1", code_hash="h1"),
+        ),
+        ("deny_host", VALUE, KeepBlocked(event_id="action:1234.5678.abcd", user_id="UANA", run_id="r1")),
+        (
+            "allow_host",
+            "not json",
+            AllowHosts(event_id="action:1234.5678.abcd", user_id="UANA", run_id="", code_hash=""),
+        ),
     ],
 )
 def test_buttons_become_decisions_and_bad_values_never_crash(

@@ -8,12 +8,14 @@ from typing import Any
 
 import pytest
 
-from agentbot.conversation.code import CodeBlock
+from agentbot.conversation.code import CodeBlock, EgressReport
 from agentbot.conversation.posts import (
     AgentPost,
     ApprovalPost,
     Decision,
     EphemeralPost,
+    HostsDecision,
+    HostsPost,
     MeterPost,
     NoticePost,
     Post,
@@ -95,6 +97,21 @@ POSTS: list[Post] = [
     NoticePost(text="Budget reached. " * 5_000, level="warning"),
     EphemeralPost(user_id="UBOB", text="Only <@UANA> or <@UBOSS> can approve this run." * 200),
     UploadPost(run_id="r1", names=("chart.png", "data.csv")),
+    HostsPost(
+        run_id="r1",
+        code_hash="h1",
+        hosts=tuple(f"{'x' * 60}.{n}.example.org:8080" for n in range(100)),
+        approvers=tuple(f"U{n:08d}" for n in range(100)),
+        expires_at=AT,
+    ),
+    ResultPost(
+        run_id="r1",
+        exit_code=0,
+        output="ok",
+        egress=EgressReport(
+            contacted=tuple(f"{'y' * 250}{n}.org" for n in range(40)), blocked=("z.org",) * 40
+        ),
+    ),
 ]
 
 
@@ -331,3 +348,71 @@ def test_slash_command_task_message_keeps_the_task_and_says_when_it_did_not_star
     assert message.text.startswith(expected)
     assert ("Not started" in message.text) is not_started
     assert message.blocks[0]["text"]["text"] == message.text
+
+
+def hosts_card(decision: HostsDecision | None = None) -> HostsPost:
+    return HostsPost(
+        run_id="r3",
+        code_hash="h3",
+        hosts=("data.example.org:8080", "a<b>.org"),
+        approvers=("UANA", "UBOSS"),
+        expires_at=AT,
+        decision=decision,
+    )
+
+
+def test_hosts_card_names_each_host_and_has_allow_and_keep_blocked_buttons() -> None:
+    (message,) = render(hosts_card()).messages
+    section, actions = message.blocks
+    text = section["text"]["text"]
+    assert "`data.example.org:8080`, `a&lt;b&gt;.org`" in text
+    assert "<@UANA> or <@UBOSS> can allow them" in text
+    allow, keep = actions["elements"]
+    assert (allow["action_id"], allow["text"]["text"], allow["style"]) == (
+        "allow_host",
+        "Allow and run again",
+        "primary",
+    )
+    assert (keep["action_id"], keep["text"]["text"]) == ("deny_host", "Keep blocked") and "style" not in keep
+    assert json.loads(allow["value"]) == json.loads(keep["value"]) == {"run_id": "r3", "code_hash": "h3"}
+
+
+@pytest.mark.parametrize(
+    ("decision", "words"),
+    [
+        (HostsDecision(outcome="allowed", user_id="UBOSS", at=AT), "Allowed by <@UBOSS> for this thread"),
+        (HostsDecision(outcome="kept", user_id="UANA", at=AT), "Kept blocked by <@UANA>"),
+        (HostsDecision(outcome="expired", at=AT), "Nobody decided in time: kept blocked"),
+        (HostsDecision(outcome="stopped", user_id="UANA", at=AT), "Stopped by <@UANA>"),
+    ],
+)
+def test_decided_hosts_card_has_no_buttons_and_says_who(decision: HostsDecision, words: str) -> None:
+    (message,) = render(hosts_card(decision)).messages
+    assert [b["type"] for b in message.blocks] == ["section", "context"]
+    assert words in message.blocks[1]["elements"][0]["text"]
+
+
+def test_run_card_says_which_network_the_run_will_have() -> None:
+    post = card(CodeBlock(code="print(1)", language="python")).model_copy(
+        update={"network": "network: proxy — allowed: a.org, b.org:8080"}
+    )
+    (message,) = render(post).messages
+    assert message.blocks[1] == {
+        "type": "context",
+        "elements": [
+            {"type": "mrkdwn", "text": ":globe_with_meridians: network: proxy — allowed: a.org, b.org:8080"}
+        ],
+    }
+
+
+def test_result_shows_contacted_and_blocked_hosts_in_one_context_line() -> None:
+    report = EgressReport(
+        contacted=("pypi.internal:3141",), blocked=("data.example.org",), notes=("byte cap hit",)
+    )
+    (message,) = render(ResultPost(run_id="r1", exit_code=0, output="ok", egress=report)).messages
+    audits = [b for b in message.blocks if b["type"] == "context" and "globe" in b["elements"][0]["text"]]
+    assert [b["elements"][0]["text"] for b in audits] == [
+        ":globe_with_meridians: contacted: pypi.internal:3141 · blocked: data.example.org · byte cap hit"
+    ]
+    (plain,) = render(ResultPost(run_id="r1", exit_code=0, output="ok")).messages
+    assert not any("globe" in str(b) for b in plain.blocks)

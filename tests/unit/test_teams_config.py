@@ -207,3 +207,57 @@ def test_describe_lists_every_team_and_its_members() -> None:
     assert "*coder* (default) — two agent:" in text
     assert "    translator, summarizer (round robin, max_round 2)" in text
     assert "lead project_manager; sub-teams timeline: timeline_planner; budget: budget_analyst" in text
+
+
+EGRESS = """\
+[egress.channels]
+C_DATA = ["Data.Internal:8080", "*.example.org"]
+
+[channels]
+C_DATA = "trio"
+
+[teams.trio]
+pattern = "group_chat"
+allow_hosts = ["warehouse.example.net", "*.example.org"]
+
+[[teams.trio.agents]]
+name = "planner"
+"""
+
+
+def test_channel_and_team_hosts_come_with_the_choice(tmp_path: Path) -> None:
+    path = tmp_path / "teams.toml"
+    path.write_text(EGRESS, encoding="utf-8")
+    catalog = load_catalog(path)
+    in_channel = ConversationKey(team_id="T1", channel_id="C_DATA", thread_ts="1.0")
+    elsewhere = ConversationKey(team_id="T1", channel_id="C_OTHER", thread_ts="1.0")
+    choice = catalog.choose(in_channel, None)
+    assert choice.team is not None and choice.team.name == "trio"
+    assert choice.allow_hosts == ("data.internal:8080", "*.example.org", "warehouse.example.net")
+    assert catalog.choose(elsewhere, "trio").allow_hosts == ("warehouse.example.net", "*.example.org")
+    assert catalog.choose(elsewhere, None).allow_hosts == ()
+    assert catalog.choose(in_channel, "coder").allow_hosts == ("data.internal:8080", "*.example.org")
+
+
+@pytest.mark.parametrize(
+    ("text", "said"),
+    [
+        (
+            '[egress.channels]\nC1 = ["ok.org", "https://bad.org"]\n',
+            "teams.toml:2: egress.channels.C1: Value error, 'https://bad.org' is not a host entry",
+        ),
+        (
+            '[teams.t]\nallow_hosts = ["a.org:0"]\n[[teams.t.agents]]\nname = "a"\n',
+            "teams.toml:2: teams.t.allow_hosts: Value error, 'a.org:0': the port must be",
+        ),
+        ('[egress.workspaces]\nT1 = ["a.org"]\n', "teams.toml:1: egress.workspaces: Extra inputs are not"),
+        (
+            '[teams.t]\n[[teams.t.agents]]\nname = "a"\ntools = ["m:f"]\n',
+            "teams.toml:4: teams.t.agents[0].tools: Extra inputs are not permitted",
+        ),
+    ],
+)
+def test_a_bad_egress_entry_names_file_line_and_key(text: str, said: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        parse(text, "teams.toml")
+    assert said in str(caught.value)

@@ -101,6 +101,10 @@ class DockerExecutor:
             output_limit=settings.output_limit,
             artifact_limit=settings.artifact_limit,
             workspace_ttl=settings.workspace_ttl,
+            egress_bytes=str(settings.sandbox_egress_bytes),
+            egress_requests=settings.sandbox_egress_connections,
+            index_url=settings.sandbox_index_url,
+            redis_url=settings.redis_url,
         )
 
     @property
