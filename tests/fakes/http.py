@@ -65,6 +65,9 @@ class QuietHandler(BaseHTTPRequestHandler):
     """A request handler that does not log to stderr and has JSON helpers."""
 
     protocol_version = "HTTP/1.1"
+    # Headers and body go out in two writes: without TCP_NODELAY the body waits for the peer's delayed
+    # ACK (40 ms on Linux) once a kept-alive connection (a proxy's, say) has left quick-ack mode.
+    disable_nagle_algorithm = True
 
     def log_message(self, format: str, *args: object) -> None:
         """Silence the per-request stderr line."""

@@ -105,4 +105,11 @@ def test_the_report_says_what_was_contacted_blocked_and_askable(
 
 def test_the_report_notes_a_run_over_its_byte_cap() -> None:
     report = audit.report(audit.parse(LOG, "ws-r1"), people_may_open_private=False, max_bytes=1000)
-    assert any("over its cap of 1000" in note for note in report.notes)
+    assert any("cap of 1000 bytes" in note for note in report.notes)
+
+
+def test_the_gates_cap_line_is_a_note_not_a_host() -> None:
+    log = "1796057239.700 ws-r1%7Cbytes GATE - 0 403 GATE_CAP 2000 0\n" + LOG
+    report = audit.report(audit.parse(log, "ws-r1"), people_may_open_private=False, max_bytes=10**9)
+    assert "-" not in report.blocked and "-:0" not in report.blocked
+    assert any("cap of 1000000000 bytes" in note for note in report.notes)

@@ -170,6 +170,7 @@ class DockerExecutor:
             hosts=grant.hosts,
             private_hosts=grant.private_hosts,
             max_requests=self.egress_requests,
+            max_bytes=self.egress_bytes,
         )
         url = f"http://{sign(proxy.secret.encode(), run_grant)}@127.0.0.1:{RELAY_PORT}"
         for name in ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy"):

@@ -60,16 +60,18 @@ def parse(log: str, label: str) -> list[Request]:
 
 def report(requests: list[Request], *, people_may_open_private: bool, max_bytes: int) -> EgressReport:
     """Contacted and blocked hosts, which of the blocked people may allow, and the caps that were hit."""
-    contacted = _names(r for r in requests if not r.refused)
-    blocked = _names(r for r in requests if r.refused)
+    hosts = [r for r in requests if r.verdict != "bytes"]  # the gate's cap line names no host
+    contacted = _names(r for r in hosts if not r.refused)
+    blocked = _names(r for r in hosts if r.refused)
     askable = _names(r for r in requests if r.refused and _askable(r, people_may_open_private))
     notes = []
     if any(r.verdict == "cap" for r in requests):
         notes.append("[agentbot] the run reached its limit of connections through the egress proxy.")
     total = sum(r.bytes_in + r.bytes_out for r in requests if not r.refused)
-    if total > max_bytes:
+    if any(r.verdict == "bytes" for r in requests) or total > max_bytes:
         notes.append(
-            f"[agentbot] the run moved {total} bytes through the egress proxy, over its cap of {max_bytes}."
+            f"[agentbot] the run reached its cap of {max_bytes} bytes through the egress proxy; "
+            "its connections were closed."
         )
     return EgressReport(contacted=contacted, blocked=blocked, askable=askable, notes=tuple(notes))
 

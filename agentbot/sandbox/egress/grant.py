@@ -70,6 +70,7 @@ class Grant:
     hosts: tuple[str, ...] = ()
     private_hosts: tuple[str, ...] = ()
     max_requests: int = 256
+    max_bytes: int = 200 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -160,7 +161,13 @@ def sign(secret: bytes, grant: Grant) -> str:
     """`label:payload.mac`: the userinfo of the run's proxy URL (URL-safe, no `@` or `:` inside parts)."""
     payload = _b64(
         json.dumps(
-            [grant.expires, list(grant.hosts), list(grant.private_hosts), grant.max_requests],
+            [
+                grant.expires,
+                list(grant.hosts),
+                list(grant.private_hosts),
+                grant.max_requests,
+                grant.max_bytes,
+            ],
             separators=(",", ":"),
         ).encode()
     )
@@ -177,8 +184,10 @@ def verify(secret: bytes, credentials: str) -> Grant | None:
         payload, _, mac = signed.rpartition(".")
         if not payload or not hmac.compare_digest(mac, _mac(secret, label, payload)):
             return None
-        expires, hosts, private_hosts, max_requests = json.loads(_unb64(payload))
-        return Grant(label, float(expires), tuple(hosts), tuple(private_hosts), int(max_requests))
+        expires, hosts, private_hosts, max_requests, max_bytes = json.loads(_unb64(payload))
+        return Grant(
+            label, float(expires), tuple(hosts), tuple(private_hosts), int(max_requests), int(max_bytes)
+        )
     except (ValueError, TypeError, UnicodeDecodeError):
         return None
 

@@ -46,11 +46,12 @@ LIB_PATH = "/opt/agentbot/lib"  # where the image keeps the proxy's helper (agen
 READY_LINE = b"Accepting HTTP Socket connections"
 READY_SECONDS = 20.0
 DOCKER_API_PORTS = (2375, 2376)
-# Squid in the foreground and the socket relay; when either ends, the container ends and is replaced.
+# Squid and the gate (the sandboxes' socket, counting bytes per run); when either ends, the container
+# ends and the next run's `ensure` replaces it.
 ENTRY = (
     'printf "%s" "$AGENTBOT_SQUID_CONF" > /tmp/squid.conf\n'
     "squid -N -f /tmp/squid.conf &\n"
-    f"socat UNIX-LISTEN:{SOCKET_PATH},fork,unlink-early,mode=666 TCP:127.0.0.1:{squid.SQUID_PORT},nodelay &\n"
+    f"python3 -m agentbot.sandbox.egress.gate {SOCKET_PATH} {squid.SQUID_PORT} &\n"
     "wait -n\n"
     "exit 1\n"
 )
