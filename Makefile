@@ -16,6 +16,7 @@ lint: install
 	ruff check .
 	ruff format --check .
 	mypy
+	lint-imports
 
 format:
 	ruff format .
