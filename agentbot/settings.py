@@ -34,7 +34,13 @@ class Settings(BaseSettings):
     model: Annotated[tuple[str, ...], NoDecode] = Field(
         ("gpt-4o-mini",), validation_alias=_env("AGENTBOT_MODEL")
     )
-    config_list: Path | None = Field(None, validation_alias=_env("AGENTBOT_CONFIG_LIST"))
+    # AutoGen's convention: the JSON itself or a file's path; secret, since inline JSON holds keys
+    config_list: SecretStr | None = Field(
+        None, validation_alias=AliasChoices("AGENTBOT_CONFIG_LIST", "OAI_CONFIG_LIST")
+    )
+    config_tags: Annotated[tuple[str, ...], NoDecode] = Field(
+        (), validation_alias=_env("AGENTBOT_CONFIG_TAGS")
+    )
     llm_timeout: float = Field(60.0, gt=0, validation_alias=_env("AGENTBOT_LLM_TIMEOUT"))
     llm_max_retries: int = Field(2, ge=0, validation_alias=_env("AGENTBOT_LLM_MAX_RETRIES"))
 
@@ -103,7 +109,12 @@ class Settings(BaseSettings):
         "INFO", validation_alias=_env("AGENTBOT_LOG_LEVEL")
     )
 
-    @field_validator("model", "approvers", mode="before")
+    @field_validator("config_list", mode="before")
+    @classmethod
+    def _path_as_text(cls, value: object) -> object:
+        return str(value) if isinstance(value, Path) else value
+
+    @field_validator("model", "approvers", "config_tags", mode="before")
     @classmethod
     def _comma_list(cls, value: object) -> object:
         if isinstance(value, str):

@@ -81,8 +81,8 @@ class Done(str):
 class TrackedOpenAI(FakeOpenAI):
     """FakeOpenAI whose requests count as active from arrival until the answer is sent."""
 
-    def _take(self, body: dict[str, Any], headers: dict[str, str]) -> tuple[int, Reply]:
-        number, reply = super()._take(body, headers)
+    def _take(self, body: dict[str, Any], headers: dict[str, str], path: str) -> tuple[int, Reply]:
+        number, reply = super()._take(body, headers, path)
         if isinstance(reply, Done):
             # The handler sleeps `latency` before answering; release the conversation after that.
             threading.Timer(self.latency, reply.model.finished, args=(reply.conv,)).start()

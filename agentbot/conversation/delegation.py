@@ -171,6 +171,7 @@ def _integrate(state: ConversationState, d: Delegation, report: ReportPost) -> C
         prompt_tokens=report.prompt_tokens,
         completion_tokens=report.completion_tokens,
         cost_usd=report.cost_usd,
+        unpriced_calls=report.unpriced_calls,
     )
     state = _replace(add_model_usage(state, f"sub-team {d.subteam}", usage), d)
     if state.phase is Phase.FINISHED:

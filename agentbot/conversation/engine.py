@@ -280,9 +280,10 @@ def on_reply(state: ConversationState, completion: Completion, now: datetime) ->
     state = _add_usage(state, completion).model_copy(
         update={"transcript": (*state.transcript, message), "turns": state.turns + 1, "next_speaker": None}
     )
-    state = meter(
-        _emit(state, AgentPost(speaker=speaker, text=content, icon=speakers.icon_of(state, speaker)))
-    )
+    state = _emit(state, AgentPost(speaker=speaker, text=content, icon=speakers.icon_of(state, speaker)))
+    if completion.truncated:
+        state = _emit(state, NoticePost(text=truncated_text(completion.model), level="warning"))
+    state = meter(state)
     if (ended := _turn_ends(state, content)) is not None:
         return ended
     blocks = extract_code_blocks(content) if speakers.may_run_code(state, speaker) else []
@@ -291,6 +292,14 @@ def on_reply(state: ConversationState, completion: Completion, now: datetime) ->
     if blocks:
         return _code_proposed(state, tuple(blocks), now)
     return speakers.after_message(state) if speakers.group(state) else _no_code(state)
+
+
+def truncated_text(model: str) -> str:
+    """Said in the thread when a reply stopped at the model's length limit (`finish_reason=length`)."""
+    return (
+        f"This reply was cut off: the model ({model}) reached its output length limit "
+        "(finish_reason=length), so it may be incomplete."
+    )
 
 
 def _turn_ends(state: ConversationState, content: str) -> ConversationState | None:

@@ -20,7 +20,12 @@ class ChatMessage(BaseModel):
 
 
 class Completion(BaseModel):
-    """A model's reply with the tokens and cost it took."""
+    """A model's reply with the tokens and cost it took.
+
+    `cost_usd` is None when the model's price is unknown: the tokens still count, the cost is not
+    taken as $0. `truncated` is set when the reply was cut off at the length limit
+    (`finish_reason="length"`).
+    """
 
     model_config = ConfigDict(frozen=True)
 
@@ -28,4 +33,5 @@ class Completion(BaseModel):
     model: str
     prompt_tokens: int = 0
     completion_tokens: int = 0
-    cost_usd: float = 0.0
+    cost_usd: float | None = 0.0
+    truncated: bool = False

@@ -61,6 +61,7 @@ def _report(state: ConversationState, note: str, failed: bool) -> ReportPost:
         prompt_tokens=sum(u.prompt_tokens for u in usage),
         completion_tokens=sum(u.completion_tokens for u in usage),
         cost_usd=state.total_cost_usd,
+        unpriced_calls=sum(u.unpriced_calls for u in usage),
     )
 
 
@@ -69,10 +70,19 @@ def usage_text(state: ConversationState) -> str:
     if not state.usage:
         return "No model calls."
     parts = [
-        f"{model}: {u.calls} calls, {u.prompt_tokens + u.completion_tokens} tokens, ${u.cost_usd:.4f}"
+        f"{model}: {u.calls} calls, {u.prompt_tokens + u.completion_tokens} tokens, {_cost_text(u)}"
         for model, u in sorted(state.usage.items())
     ]
-    return "; ".join(parts) + f" (total ${state.total_cost_usd:.4f})"
+    unknown = "" if state.cost_known else " + unknown"
+    return "; ".join(parts) + f" (total ${state.total_cost_usd:.4f}{unknown})"
+
+
+def _cost_text(usage: ModelUsage) -> str:
+    if not usage.unpriced_calls:
+        return f"${usage.cost_usd:.4f}"
+    if usage.unpriced_calls == usage.calls:
+        return "cost unknown (no price for this model)"
+    return f"${usage.cost_usd:.4f} + unknown"
 
 
 def add_usage(state: ConversationState, completion: Completion) -> ConversationState:
@@ -81,7 +91,8 @@ def add_usage(state: ConversationState, completion: Completion) -> ConversationS
         calls=1,
         prompt_tokens=completion.prompt_tokens,
         completion_tokens=completion.completion_tokens,
-        cost_usd=completion.cost_usd,
+        cost_usd=completion.cost_usd or 0.0,
+        unpriced_calls=int(completion.cost_usd is None),
     )
     return add_model_usage(state, completion.model, usage)
 
@@ -94,6 +105,7 @@ def add_model_usage(state: ConversationState, name: str, more: ModelUsage) -> Co
         prompt_tokens=before.prompt_tokens + more.prompt_tokens,
         completion_tokens=before.completion_tokens + more.completion_tokens,
         cost_usd=before.cost_usd + more.cost_usd,
+        unpriced_calls=before.unpriced_calls + more.unpriced_calls,
     )
     return state.model_copy(update={"usage": {**state.usage, name: after}})
 
@@ -103,19 +115,32 @@ def meter(state: ConversationState) -> ConversationState:
     budget = state.policy.max_cost_usd
     if state.parent is not None or (budget is None and state.team is None):
         return state
-    post = MeterPost(spent_usd=state.total_cost_usd, budget_usd=budget, tokens=state.total_tokens)
+    post = MeterPost(
+        spent_usd=state.total_cost_usd,
+        budget_usd=budget,
+        tokens=state.total_tokens,
+        cost_known=state.cost_known,
+    )
     if state.metered:
         return emit(state, post, update_ref=_METER_REF)
     return emit(state.model_copy(update={"metered": True}), post, ref=_METER_REF)
 
 
 def over_budget(state: ConversationState) -> bool:
+    """The budget is spent, or cannot be kept: a cap is never enforced against an unknown cost."""
     budget = state.policy.max_cost_usd
-    return budget is not None and state.total_cost_usd >= budget
+    return budget is not None and (state.total_cost_usd >= budget or not state.cost_known)
 
 
 def budget_text(state: ConversationState) -> str:
-    return f"The cost budget of ${state.policy.max_cost_usd:.2f} is spent."
+    budget = f"${state.policy.max_cost_usd:.2f}"
+    if not state.cost_known:
+        unpriced = ", ".join(sorted(m for m, u in state.usage.items() if u.unpriced_calls))
+        return (
+            f"The cost budget of {budget} cannot be kept: the price of {unpriced} is unknown "
+            '(give it a "price" in the config list).'
+        )
+    return f"The cost budget of {budget} is spent."
 
 
 def mark_sent(state: ConversationState, item: OutboxItem, message_id: str) -> ConversationState:

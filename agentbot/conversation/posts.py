@@ -125,6 +125,7 @@ class MeterPost(BaseModel):
     spent_usd: float
     budget_usd: float | None = None
     tokens: int = 0
+    cost_known: bool = True  # False: a model's price is unknown, `spent_usd` counts only the others
 
 
 class SpeakerOption(BaseModel):
@@ -180,6 +181,7 @@ class ReportPost(BaseModel):
     prompt_tokens: int = 0
     completion_tokens: int = 0
     cost_usd: float = 0.0
+    unpriced_calls: int = 0
 
 
 Post = Annotated[

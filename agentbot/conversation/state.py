@@ -211,6 +211,7 @@ class ModelUsage(BaseModel):
     prompt_tokens: int = 0
     completion_tokens: int = 0
     cost_usd: float = 0.0
+    unpriced_calls: int = 0  # calls to a model of unknown price: their cost is not in cost_usd
 
 
 DelegationStatus = Literal["pending", "running", "done", "failed", "cancelled"]
@@ -282,6 +283,11 @@ class ConversationState(BaseModel):
     @property
     def total_cost_usd(self) -> float:
         return sum(u.cost_usd for u in self.usage.values())
+
+    @property
+    def cost_known(self) -> bool:
+        """False once a model of unknown price was used: `total_cost_usd` is then a lower bound."""
+        return not any(u.unpriced_calls for u in self.usage.values())
 
     @property
     def total_tokens(self) -> int:

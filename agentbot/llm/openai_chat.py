@@ -16,87 +16,36 @@ Errors from the SDK are translated here, at the boundary:
 
 from __future__ import annotations
 
-import json
 import logging
 import re
 import unicodedata
 from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
-from pathlib import Path
+from dataclasses import replace
 from types import TracebackType
 from typing import Self, cast
-from urllib.parse import urlsplit
 
 import openai
 from openai.types.chat import ChatCompletion, ChatCompletionMessageParam
-from pydantic import BaseModel, ConfigDict
 
 from agentbot.conversation.llm import ChatMessage, Completion
 from agentbot.errors import ConfigError, LLMError
+from agentbot.llm.config_list import (
+    OPENAI_BASE_URL,
+    ModelConfig,
+    configs_from_settings,
+    price_per_1k,
+)
 from agentbot.settings import Settings
+
+__all__ = ["ModelConfig", "OpenAIChat", "price_per_1k", "safe_name", "to_wire"]
 
 logger = logging.getLogger(__name__)
 
-OPENAI_BASE_URL = "https://api.openai.com/v1"
 # Sent to servers that need no key (Ollama, vLLM): the SDK refuses to build a client without one.
 PLACEHOLDER_API_KEY = "not-needed"
 
-# OpenAI list prices in USD per 1M tokens (input, output), as of 2025-08-01,
-# from https://openai.com/api/pricing. Dated snapshots ("gpt-4o-2024-08-06") price as their family.
-PRICES_PER_1M: dict[str, tuple[float, float]] = {
-    "gpt-5": (1.25, 10.00),
-    "gpt-5-mini": (0.25, 2.00),
-    "gpt-5-nano": (0.05, 0.40),
-    "gpt-4.1": (2.00, 8.00),
-    "gpt-4.1-mini": (0.40, 1.60),
-    "gpt-4.1-nano": (0.10, 0.40),
-    "gpt-4o": (2.50, 10.00),
-    "gpt-4o-mini": (0.15, 0.60),
-    "gpt-4-turbo": (10.00, 30.00),
-    "gpt-3.5-turbo": (0.50, 1.50),
-    "o1": (15.00, 60.00),
-    "o1-mini": (1.10, 4.40),
-    "o3": (2.00, 8.00),
-    "o3-mini": (1.10, 4.40),
-    "o4-mini": (1.10, 4.40),
-}
-
-_SNAPSHOT = re.compile(r"-\d{4}-\d{2}-\d{2}$")
 _VALID_NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 _INVALID_NAME_CHARS = re.compile(r"[^A-Za-z0-9_-]+")
-
-
-@dataclass(frozen=True)
-class ModelConfig:
-    """One entry of the config list; `base_url` None means OpenAI's own API."""
-
-    model: str
-    base_url: str | None = None
-    api_key: str = field(default="", repr=False)
-    price_in_per_1k: float | None = None
-    price_out_per_1k: float | None = None
-
-    @property
-    def uses_openai(self) -> bool:
-        """True when requests go to api.openai.com, which always needs a key."""
-        return self.base_url is None or urlsplit(self.base_url).hostname == "api.openai.com"
-
-    @property
-    def where(self) -> str:
-        """The server's host[:port], for messages (never the key, never a path with secrets)."""
-        parts = urlsplit(self.base_url or OPENAI_BASE_URL)
-        return parts.netloc.rsplit("@", 1)[-1]
-
-
-def price_per_1k(config: ModelConfig, served_model: str = "") -> tuple[float, float]:
-    """(input, output) USD per 1K tokens: the config's prices, else the built-in table, else zeros."""
-    if config.price_in_per_1k is not None or config.price_out_per_1k is not None:
-        return config.price_in_per_1k or 0.0, config.price_out_per_1k or 0.0
-    for name in (config.model, served_model):
-        per_1m = PRICES_PER_1M.get(name) or PRICES_PER_1M.get(_SNAPSHOT.sub("", name))
-        if per_1m is not None:
-            return per_1m[0] / 1000, per_1m[1] / 1000
-    return 0.0, 0.0
 
 
 def safe_name(name: str | None) -> str | None:
@@ -151,10 +100,7 @@ class OpenAIChat:
     @classmethod
     def from_settings(cls, settings: Settings) -> OpenAIChat:
         """From `AGENTBOT_CONFIG_LIST` if set, else `AGENTBOT_MODEL` x `OPENAI_BASE_URL`/`OPENAI_API_KEY`."""
-        if settings.config_list is not None:
-            configs = load_config_list(settings.config_list, settings)
-        else:
-            configs = configs_from_models(settings)
+        configs = configs_from_settings(settings)
         return cls(configs, timeout=settings.llm_timeout, max_retries=settings.llm_max_retries)
 
     def complete(self, messages: Sequence[ChatMessage], *, model: str | None = None) -> Completion:
@@ -257,13 +203,14 @@ def _to_completion(config: ModelConfig, response: object) -> Completion:
     usage = response.usage
     tokens_in = usage.prompt_tokens if usage and isinstance(usage.prompt_tokens, int) else 0
     tokens_out = usage.completion_tokens if usage and isinstance(usage.completion_tokens, int) else 0
-    price_in, price_out = price_per_1k(config, response.model or "")
+    price = price_per_1k(config, response.model or "")
     return Completion(
         content=content,
         model=config.model,
         prompt_tokens=tokens_in,
         completion_tokens=tokens_out,
-        cost_usd=(tokens_in * price_in + tokens_out * price_out) / 1000,
+        cost_usd=None if price is None else (tokens_in * price[0] + tokens_out * price[1]) / 1000,
+        truncated=choice.finish_reason == "length",
     )
 
 
@@ -283,6 +230,13 @@ def _all_failed(failures: Sequence[tuple[ModelConfig, _ModelFailedError]]) -> LL
 
 
 def _check_key(config: ModelConfig) -> None:
+    if config.api_type == "azure" and not (config.base_url and config.api_version):
+        raise ConfigError(f"model {config.model!r}: api_type azure needs base_url and api_version")
+    if config.api_type == "azure" and not config.api_key:
+        raise ConfigError(
+            f"model {config.model!r} (Azure OpenAI at {config.where}) has no api_key; give one in its "
+            "config list entry or set OPENAI_API_KEY"
+        )
     if config.uses_openai and not config.api_key:
         raise ConfigError(
             f"OPENAI_API_KEY is not set but model {config.model!r} uses api.openai.com; set the key, "
@@ -291,57 +245,18 @@ def _check_key(config: ModelConfig) -> None:
 
 
 def _client(config: ModelConfig, timeout: float, max_retries: int) -> openai.OpenAI:
-    # base_url and api_key are always passed, so the SDK never reads the environment itself.
+    # Endpoint, key and version are always passed, so the SDK never reads the environment itself.
+    if config.api_type == "azure":  # /openai/deployments/<model>/chat/completions?api-version=...
+        return openai.AzureOpenAI(
+            api_key=config.api_key,
+            api_version=config.api_version,
+            azure_endpoint=config.base_url or "",  # never empty: _check_key refuses that
+            timeout=timeout,
+            max_retries=max_retries,
+        )
     return openai.OpenAI(
         api_key=config.api_key or PLACEHOLDER_API_KEY,
         base_url=config.base_url or OPENAI_BASE_URL,
         timeout=timeout,
         max_retries=max_retries,
-    )
-
-
-def configs_from_models(settings: Settings) -> list[ModelConfig]:
-    """One config per `AGENTBOT_MODEL` name, all on `OPENAI_BASE_URL` with `OPENAI_API_KEY`."""
-    if not settings.model:
-        raise ConfigError("AGENTBOT_MODEL names no model (give one or more, comma-separated)")
-    key = settings.openai_api_key.get_secret_value()
-    return [
-        ModelConfig(model=name, base_url=settings.openai_base_url, api_key=key) for name in settings.model
-    ]
-
-
-class _ConfigEntry(BaseModel):
-    """One entry of an AGENTBOT_CONFIG_LIST file, as in AutoGen's OAI_CONFIG_LIST."""
-
-    model_config = ConfigDict(extra="ignore", frozen=True)
-
-    model: str
-    base_url: str | None = None
-    api_key: str | None = None
-    price: tuple[float, float] | None = None
-
-
-def load_config_list(path: Path, settings: Settings) -> list[ModelConfig]:
-    """The configs of a JSON config list; entries without base_url/api_key take OPENAI_BASE_URL/_KEY."""
-    try:
-        raw = json.loads(path.read_text(encoding="utf-8"))
-        if not isinstance(raw, list):
-            raise TypeError("expected a JSON list of {model, base_url?, api_key?, price?}")
-        entries = [_ConfigEntry.model_validate(item) for item in raw]
-    except (OSError, ValueError, TypeError) as exc:
-        reason = str(exc).splitlines()[0]
-        raise ConfigError(f"AGENTBOT_CONFIG_LIST: cannot read {path}: {reason}") from exc
-    if not entries:
-        raise ConfigError(f"AGENTBOT_CONFIG_LIST: {path} lists no model")
-    return [_from_entry(entry, settings) for entry in entries]
-
-
-def _from_entry(entry: _ConfigEntry, settings: Settings) -> ModelConfig:
-    price_in, price_out = entry.price if entry.price is not None else (None, None)
-    return ModelConfig(
-        model=entry.model,
-        base_url=entry.base_url or settings.openai_base_url,
-        api_key=entry.api_key if entry.api_key is not None else settings.openai_api_key.get_secret_value(),
-        price_in_per_1k=price_in,
-        price_out_per_1k=price_out,
     )

@@ -12,14 +12,13 @@ from __future__ import annotations
 import logging
 import threading
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 from urllib.parse import urlsplit
 
 import redis
+import requests
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError, SlackClientError
 from slack_sdk.http_retry.builtin_handlers import (
@@ -34,6 +33,7 @@ from agentbot.conversation.posts import Post
 from agentbot.conversation.state import ConversationKey
 from agentbot.errors import PlatformError
 from agentbot.settings import Settings
+from agentbot.slack.files import fetch
 from agentbot.slack.render import SlackMessage, Snippet, render, upload_comment
 
 logger = logging.getLogger(__name__)
@@ -151,19 +151,16 @@ class SlackPlatform:
     def download(self, file: FileRef) -> bytes:
         """A shared file's bytes, fetched with the bot token; refuses files above `max_file_bytes`."""
         self._check_downloadable(file)
-        request = urllib.request.Request(file.url, headers={"Authorization": f"Bearer {self.client.token}"})
-        try:
-            with urllib.request.urlopen(request, timeout=60) as response:  # host checked above
-                content_type = response.headers.get_content_type()
-                data: bytes = response.read(self._max_file_bytes + 1)
-        except (urllib.error.URLError, OSError) as exc:
+        try:  # the host is checked above; a redirect elsewhere gets no token (slack/files.py)
+            fetched = fetch(file.url, token=self.client.token or "", limit=self._max_file_bytes)
+        except (requests.RequestException, OSError) as exc:
             raise PlatformError(
                 f"download {file.name}: {exc}",
                 retryable=True,
                 user_message=f"I could not download {file.name} from Slack.",
             ) from exc
-        self._check_downloaded(file, data, content_type)
-        return data
+        self._check_downloaded(file, fetched.data, fetched.content_type)
+        return fetched.data
 
     def set_status(self, key: ConversationKey, text: str) -> None:
         """Show what the agents do (`assistant.threads.setStatus`); else an :eyes: reaction. Never raises."""

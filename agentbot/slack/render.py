@@ -232,6 +232,10 @@ def render_meter(post: MeterPost) -> Rendered:
     """The running cost, one context line (updated in place as the conversation spends)."""
     budget = f" of ${post.budget_usd:,.2f}" if post.budget_usd is not None else ""
     text = f":moneybag: ${post.spent_usd:,.4f}{budget} spent · {post.tokens:,} tokens"
+    if not post.cost_known:  # never a silent $0: the tokens count, the cost is said to be unknown
+        known = f"${post.spent_usd:,.4f} + unknown" if post.spent_usd else "unknown"
+        cap = f" · budget ${post.budget_usd:,.2f}" if post.budget_usd is not None else ""
+        text = f":moneybag: {post.tokens:,} tokens · cost {known} (a model has no price){cap}"
     return Rendered(messages=(SlackMessage(text=text, blocks=(context_block(text),)),))
 
 

@@ -22,7 +22,12 @@ replies (the queue) or an object::
 
 where a rule answers (once the queue is empty) when its `match` is a substring of the last user
 message. A reply in JSON is a string (the assistant's text), `{"status": 429, "body": ..., "headers":
-{...}}`, `{"delay": 2, "then": <reply>}` or `{"garbage": "not json"}`.
+{...}}`, `{"delay": 2, "then": <reply>}`, `{"garbage": "not json"}` or `{"cut": "text"}` (a reply
+stopped at the length limit, `finish_reason: "length"`).
+
+Azure OpenAI's routes are served too: `POST /openai/deployments/<deployment>/chat/completions
+?api-version=...` with the key in an `api-key` header (`paths` records the path and query of each
+request, so a test sees which route a client took).
 """
 
 from __future__ import annotations
@@ -69,7 +74,14 @@ class Garbage:
     body: str
 
 
-Reply = str | Status | Delay | Garbage
+@dataclass(frozen=True)
+class Cut:
+    """A 200 answer with `content` and `finish_reason: "length"`: the reply hit the token limit."""
+
+    content: str
+
+
+Reply = str | Status | Delay | Garbage | Cut
 Responder = Callable[[dict[str, Any]], Reply]
 
 
@@ -122,7 +134,9 @@ def prompt_tokens(body: Mapping[str, Any]) -> int:
     return sum(count_tokens(_text_of(m.get("content"))) for m in messages if isinstance(m, dict))
 
 
-def completion_body(request: Mapping[str, Any], content: str, number: int) -> dict[str, Any]:
+def completion_body(
+    request: Mapping[str, Any], content: str, number: int, finish_reason: str = "stop"
+) -> dict[str, Any]:
     """The Chat Completions answer with `content`, echoing the requested model."""
     used_in, used_out = prompt_tokens(request), count_tokens(content)
     return {
@@ -135,7 +149,7 @@ def completion_body(request: Mapping[str, Any], content: str, number: int) -> di
                 "index": 0,
                 "message": {"role": "assistant", "content": content, "refusal": None},
                 "logprobs": None,
-                "finish_reason": "stop",
+                "finish_reason": finish_reason,
             }
         ],
         "usage": {
@@ -182,6 +196,7 @@ class FakeOpenAI:
         self._queue: deque[Reply] = deque()
         self._requests: list[dict[str, Any]] = []
         self._headers: list[dict[str, str]] = []
+        self._paths: list[str] = []
         self._lock = threading.Lock()
         self._closing = threading.Event()
         self._server = LoopbackServer(_handler_for(self), port=port)
@@ -202,6 +217,12 @@ class FakeOpenAI:
         """The headers (lower-cased names) of the same requests, in the same order (a copy)."""
         with self._lock:
             return list(self._headers)
+
+    @property
+    def paths(self) -> list[str]:
+        """The path and query of the same requests, in the same order (a copy)."""
+        with self._lock:
+            return list(self._paths)
 
     @property
     def pending(self) -> int:
@@ -232,10 +253,11 @@ class FakeOpenAI:
 
     # --- used by the request handler -------------------------------------------------------------
 
-    def _take(self, body: dict[str, Any], headers: dict[str, str]) -> tuple[int, Reply]:
+    def _take(self, body: dict[str, Any], headers: dict[str, str], path: str) -> tuple[int, Reply]:
         with self._lock:
             self._requests.append(body)
             self._headers.append(headers)
+            self._paths.append(path)
             number = len(self._requests)
             if self._record is not None:
                 with self._record.open("a", encoding="utf-8") as out:
@@ -265,8 +287,12 @@ class _OpenAIHandler(QuietHandler):
 
     def do_POST(self) -> None:  # noqa: N802  # the name http.server dispatches to
         raw = self.read_body()
-        if not self.path.split("?")[0].rstrip("/").endswith("/chat/completions"):
+        route, _, query = self.path.partition("?")
+        if not route.rstrip("/").endswith("/chat/completions"):
             self.send_json(404, error_body(404, f"fake server: no route POST {self.path}"))
+            return
+        if route.startswith("/openai/deployments/") and "api-version=" not in query:
+            self.send_json(404, error_body(404, "fake server: Azure routes need ?api-version="))
             return
         if not self._authorized():
             self.send_json(401, error_body(401, "Incorrect API key provided (fake server)."))
@@ -280,14 +306,19 @@ class _OpenAIHandler(QuietHandler):
             self.send_json(400, error_body(400, "fake server: streaming is not supported"))
             return
         headers = {name.lower(): value for name, value in self.headers.items()}
-        number, reply = self.owner._take(body, headers)
+        number, reply = self.owner._take(body, headers, self.path)
         if self.owner._sleep(self.owner.latency):
             return
         self._answer(body, reply, number)
 
     def _authorized(self) -> bool:
+        """The key as OpenAI takes it (`Authorization: Bearer`) or as Azure OpenAI does (`api-key`)."""
         expected = self.owner.api_key
-        return expected is None or self.headers.get("Authorization") == f"Bearer {expected}"
+        if expected is None:
+            return True
+        return self.headers.get("Authorization") == f"Bearer {expected}" or (
+            self.path.startswith("/openai/deployments/") and self.headers.get("api-key") == expected
+        )
 
     def _answer(self, body: dict[str, Any], reply: Reply, number: int) -> None:
         while isinstance(reply, Delay):
@@ -297,6 +328,8 @@ class _OpenAIHandler(QuietHandler):
         try:
             if isinstance(reply, str):
                 self.send_json(200, completion_body(body, reply, number))
+            elif isinstance(reply, Cut):
+                self.send_json(200, completion_body(body, reply.content, number, finish_reason="length"))
             elif isinstance(reply, Garbage):
                 self.send_bytes(200, reply.body.encode(), content_type="application/json")
             else:
@@ -351,6 +384,8 @@ def parse_reply(value: object) -> Reply:
             return Delay(float(value["delay"]), parse_reply(value.get("then", "")))
         if "garbage" in value:
             return Garbage(str(value["garbage"]))
+        if "cut" in value:
+            return Cut(str(value["cut"]))
     raise ValueError(f"not a scripted reply: {value!r}")
 
 

@@ -85,6 +85,7 @@ class FakeSlackState:
     uploads: dict[str, _Upload] = field(default_factory=dict)
     shared: list[dict[str, Any]] = field(default_factory=list)  # completed uploads
     files: dict[str, tuple[bytes, str]] = field(default_factory=dict)  # served at /files/<id>
+    redirects: dict[str, str] = field(default_factory=dict)  # /files/<id> answered with a 302 there
     failures: dict[str, list[_Failure]] = field(default_factory=dict)
     users: dict[str, dict[str, Any]] = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -180,6 +181,12 @@ class FakeSlack:
         """Serve `content` at the returned URL to requests bearing the bot token."""
         with self.state.lock:
             self.state.files[file_id] = (content, mime_type)
+        return f"{self.url}/files/{file_id}"
+
+    def add_redirect(self, file_id: str, location: str) -> str:
+        """Answer requests bearing the bot token at the returned URL with a 302 to `location`."""
+        with self.state.lock:
+            self.state.redirects[file_id] = location
         return f"{self.url}/files/{file_id}"
 
     def add_user(self, user_id: str, *, name: str, real_name: str = "") -> None:
@@ -314,6 +321,10 @@ class _SlackHandler(QuietHandler):
     def _serve_file(self, file_id: str) -> None:
         auth = self.headers.get("Authorization") or ""
         found = self.state.files.get(file_id)
+        redirect = self.state.redirects.get(file_id)
+        if auth == f"Bearer {self.state.token}" and redirect is not None:
+            self.send_bytes(302, b"", content_type="text/plain", headers={"Location": redirect})
+            return
         if auth != f"Bearer {self.state.token}" or found is None:
             # Slack answers a missing token with its HTML sign-in page, not an error status.
             self.send_bytes(200, b"<html>sign in</html>", content_type="text/html")

@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tests.fakes.openai_server import FakeOpenAI
+from tests.fakes.openai_server import Cut, FakeOpenAI
 
 ROOT = Path(__file__).resolve().parents[2]
 CHART = """```python
@@ -24,7 +24,7 @@ def chat(tmp_path: Path, base_url: str, stdin: str, **env: str) -> subprocess.Co
     environ = {
         key: value
         for key, value in os.environ.items()
-        if not key.startswith(("AGENTBOT_", "OPENAI_", "REDIS_URL"))
+        if not key.startswith(("AGENTBOT_", "OPENAI_", "OAI_", "REDIS_URL"))
     }
     environ.update(
         OPENAI_BASE_URL=base_url, OPENAI_API_KEY="test", AGENTBOT_EXECUTOR="local",
@@ -68,3 +68,23 @@ def test_bad_setting_fails_at_start_with_one_line(tmp_path: Path) -> None:
         "agentbot: invalid setting AGENTBOT_HUMAN_INPUT_MODE: "
         "Input should be 'ALWAYS', 'TERMINATE' or 'NEVER' (got 'SOMETIMES')"
     ]
+
+
+def test_malformed_inline_config_list_is_one_line_that_never_shows_the_key(tmp_path: Path) -> None:
+    secret = "sk-never-print-me-42"
+    broken = f'[{{"model": "gpt-4o", "api_key": "{secret}", "price": [1, "x"]}}]'
+    done = chat(tmp_path, "http://127.0.0.1:9/v1", stdin="", OAI_CONFIG_LIST=broken)
+    assert done.returncode == 2
+    assert secret not in done.stderr + done.stdout and "Traceback" not in done.stderr
+    (line,) = [line for line in done.stderr.splitlines() if line.startswith("agentbot:")]
+    assert line.startswith("agentbot: AGENTBOT_CONFIG_LIST (inline JSON): entry 1: price.1: Input should be")
+
+
+def test_cut_off_reply_and_unknown_cost_are_said(tmp_path: Path) -> None:
+    with FakeOpenAI() as llm:
+        llm.script(Cut("Here is the first half of"), "Done.\nTERMINATE")
+        done = chat(tmp_path, llm.base_url, stdin="go on\nexit\n", AGENTBOT_MODEL="llama3.1")
+    assert done.returncode == 0, done.stderr
+    assert "This reply was cut off: the model (llama3.1) reached its output length limit" in done.stdout
+    assert "no price known for llama3.1" in done.stderr
+    assert "cost unknown (no price for this model)" in done.stdout

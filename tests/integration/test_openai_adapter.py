@@ -15,7 +15,7 @@ from agentbot.errors import ConfigError, LLMError
 from agentbot.llm import ModelConfig, OpenAIChat
 from agentbot.llm.openai_chat import price_per_1k
 from agentbot.settings import load_settings
-from tests.fakes.openai_server import Delay, FakeOpenAI, Garbage, Reply, Status
+from tests.fakes.openai_server import Cut, Delay, FakeOpenAI, Garbage, Reply, Status
 
 QUESTION = [
     ChatMessage(role="system", content="You are a helpful assistant."),
@@ -52,7 +52,15 @@ def make_chat(fake: FakeOpenAI) -> Iterator[MakeChat]:
 def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> pytest.MonkeyPatch:
     """No agentbot or OpenAI variables from the outer environment, and no `.env` file."""
     monkeypatch.chdir(tmp_path)
-    for name in ("OPENAI_API_KEY", "OPENAI_BASE_URL", "AGENTBOT_MODEL", "AGENTBOT_CONFIG_LIST"):
+    for name in (
+        "OPENAI_API_KEY",
+        "OPENAI_BASE_URL",
+        "AGENTBOT_MODEL",
+        "AGENTBOT_CONFIG_LIST",
+        "OAI_CONFIG_LIST",
+        "AGENTBOT_CONFIG_TAGS",
+        "AGENTBOT_MAX_COST_USD",
+    ):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("AGENTBOT_LLM_MAX_RETRIES", "0")
     return monkeypatch
@@ -82,13 +90,15 @@ def test_reply_carries_content_usage_and_cost(fake: FakeOpenAI, make_chat: MakeC
     assert fake.request_headers[0]["authorization"] == "Bearer test-key"
 
 
-def test_unknown_model_costs_nothing(fake: FakeOpenAI, make_chat: MakeChat) -> None:
+def test_unknown_model_counts_tokens_and_its_cost_is_unknown_not_zero(
+    fake: FakeOpenAI, make_chat: MakeChat
+) -> None:
     fake.script("hi")
 
     completion = make_chat("llama3.1:8b").complete(QUESTION)
 
     assert completion.completion_tokens == 1
-    assert completion.cost_usd == 0.0
+    assert completion.cost_usd is None
 
 
 def test_rate_limit_is_retried_by_the_sdk_honouring_retry_after(
@@ -259,6 +269,58 @@ def test_from_settings_reads_a_config_list_with_prices(
     assert fake.request_headers[0]["authorization"] == "Bearer k1"
 
 
+def test_azure_entry_calls_the_deployment_route_with_api_version_and_api_key_header(
+    clean_env: pytest.MonkeyPatch,
+) -> None:
+    entry = {
+        "model": "gpt-4o",
+        "api_type": "azure",
+        "api_version": "2024-06-01",
+        "api_key": "azure-key",
+        "price": [0.0025, 0.01],
+    }
+    with FakeOpenAI(api_key="azure-key") as azure:
+        entry["base_url"] = azure.base_url.removesuffix("/v1")  # the resource endpoint, no path
+        clean_env.setenv("AGENTBOT_CONFIG_LIST", json.dumps([entry]))
+        azure.script("from azure")
+        with OpenAIChat.from_settings(load_settings()) as chat:
+            completion = chat.complete(QUESTION)
+
+    assert completion.content == "from azure" and completion.cost_usd == pytest.approx(
+        (10 * 0.0025 + 2 * 0.01) / 1000
+    )
+    assert azure.paths == ["/openai/deployments/gpt-4o/chat/completions?api-version=2024-06-01"]
+    headers = azure.request_headers[0]
+    assert headers["api-key"] == "azure-key" and "authorization" not in headers
+
+
+def test_inline_oai_config_list_filtered_by_tags_picks_the_tagged_model(
+    fake: FakeOpenAI, clean_env: pytest.MonkeyPatch
+) -> None:
+    entries = [
+        {"model": "big", "base_url": fake.base_url, "api_key": "k1", "tags": ["gpt4"], "price": [1, 1]},
+        {"model": "small", "base_url": fake.base_url, "api_key": "k2", "tags": ["fast"], "price": [0, 0]},
+    ]
+    clean_env.setenv("OAI_CONFIG_LIST", json.dumps(entries))
+    clean_env.setenv("AGENTBOT_CONFIG_TAGS", "fast")
+    fake.script("quick")
+
+    with OpenAIChat.from_settings(load_settings()) as chat:
+        assert chat.complete(QUESTION).content == "quick"
+
+    assert [config.model for config in chat.configs] == ["small"]
+    assert [request["model"] for request in fake.requests] == ["small"]
+    assert fake.request_headers[0]["authorization"] == "Bearer k2"
+
+
+def test_reply_cut_at_the_length_limit_is_marked_truncated(fake: FakeOpenAI, make_chat: MakeChat) -> None:
+    fake.script(Cut("The first half of"), "A whole answer.")
+    chat = make_chat("gpt-4o-mini")
+    cut, whole = chat.complete(QUESTION), chat.complete(QUESTION)
+    assert cut.truncated and cut.content == "The first half of"
+    assert not whole.truncated
+
+
 def test_unreadable_config_list_is_a_config_error(clean_env: pytest.MonkeyPatch, tmp_path: Path) -> None:
     config_list = tmp_path / "list.json"
     config_list.write_text('{"model": "not a list"}')
@@ -292,11 +354,13 @@ def test_custom_server_needs_no_key(fake: FakeOpenAI, clean_env: pytest.MonkeyPa
         ("gpt-4o-mini-2024-07-18", (0.00015, 0.0006)),
         ("gpt-4.1-nano", (0.0001, 0.0004)),
         ("o4-mini", (0.0011, 0.0044)),
-        ("llama3.1", (0.0, 0.0)),
+        ("llama3.1", None),
     ],
 )
-def test_built_in_prices_cover_snapshots_of_known_models(model: str, per_1k: tuple[float, float]) -> None:
-    assert price_per_1k(ModelConfig(model)) == pytest.approx(per_1k)
+def test_built_in_prices_cover_snapshots_of_known_models(
+    model: str, per_1k: tuple[float, float] | None
+) -> None:
+    assert price_per_1k(ModelConfig(model)) == (None if per_1k is None else pytest.approx(per_1k))
 
 
 # ---------------------------------------------------------------- an agent's own model

@@ -16,6 +16,7 @@ from agentbot.conversation.state import ConversationKey
 from agentbot.errors import PlatformError
 from agentbot.settings import load_settings
 from agentbot.slack.platform import SlackPlatform, make_client
+from tests.fakes.file_host import FakeFileHost
 from tests.fakes.slack_server import TOKEN, FakeSlack
 
 KEY = ConversationKey(team_id="T0001", channel_id="C0001", thread_ts="1700000000.000100")
@@ -196,6 +197,50 @@ def test_download_refuses_files_above_the_cap(
 def test_download_never_sends_the_token_elsewhere(slack: FakeSlack, platform: SlackPlatform) -> None:
     with pytest.raises(PlatformError):
         platform.download(FileRef(name="x.csv", url="http://evil.example/x.csv"))
+
+
+@pytest.fixture
+def file_host() -> Iterator[FakeFileHost]:
+    with FakeFileHost() as host:
+        yield host
+
+
+@pytest.mark.parametrize("host_name", ["127.0.0.1", "localhost"])
+def test_download_redirected_to_another_host_does_not_forward_the_token(
+    slack: FakeSlack, platform: SlackPlatform, file_host: FakeFileHost, host_name: str
+) -> None:
+    # Another port on loopback is another origin, as is another host name for the same address.
+    cdn_url = file_host.add("x.csv", b"a,b\n1,2\n").replace("127.0.0.1", host_name)
+    url = slack.add_redirect("F4", cdn_url)
+    assert platform.download(FileRef(name="x.csv", url=url, mime_type="text/csv")) == b"a,b\n1,2\n"
+    assert file_host.seen == [("/files/x.csv", None)]
+
+
+def test_download_redirected_within_slacks_host_keeps_the_token(
+    slack: FakeSlack, platform: SlackPlatform
+) -> None:
+    target = slack.add_file("F5", b"a,b\n3,4\n")
+    url = slack.add_redirect("F6", target)
+    assert platform.download(FileRef(name="x.csv", url=url, mime_type="text/csv")) == b"a,b\n3,4\n"
+
+
+def test_download_following_a_chain_back_to_slack_sends_no_token_after_leaving(
+    slack: FakeSlack, platform: SlackPlatform, file_host: FakeFileHost
+) -> None:
+    # Slack -> elsewhere -> Slack: once the token was dropped it is not put back, so Slack's file
+    # host answers with its sign-in page, and that is an error rather than the file.
+    back = slack.add_file("F7", b"a,b")
+    url = slack.add_redirect("F8", file_host.redirect(back))
+    with pytest.raises(PlatformError):
+        platform.download(FileRef(name="x.csv", url=url, mime_type="text/csv"))
+    assert [auth for _, auth in file_host.seen] == [None]
+
+
+def test_download_of_a_missing_file_is_a_retryable_error(slack: FakeSlack, platform: SlackPlatform) -> None:
+    url = slack.add_redirect("F9", f"{slack.url}/nowhere")
+    with pytest.raises(PlatformError) as raised:
+        platform.download(FileRef(name="x.csv", url=url, mime_type="text/csv"))
+    assert raised.value.retryable and "x.csv" in raised.value.user_message
 
 
 def test_download_of_slacks_sign_in_page_is_an_error(slack: FakeSlack) -> None:

@@ -23,6 +23,7 @@ from agentbot.conversation.posts import (
     AgentPost,
     ApprovalPost,
     EphemeralPost,
+    MeterPost,
     NoticePost,
     Post,
     ResultPost,
@@ -61,7 +62,11 @@ def started(pol: Policy | None = None, *, files: tuple[FileRef, ...] = ()) -> Co
 
 
 def completion(
-    content: str, model: str = "m", prompt_tokens: int = 100, completion_tokens: int = 20, cost: float = 0.01
+    content: str,
+    model: str = "m",
+    prompt_tokens: int = 100,
+    completion_tokens: int = 20,
+    cost: float | None = 0.01,
 ) -> Completion:
     return Completion(
         content=content,
@@ -77,7 +82,7 @@ def reply(
     content: str,
     prompt_tokens: int = 100,
     completion_tokens: int = 20,
-    cost: float = 0.01,
+    cost: float | None = 0.01,
 ) -> ConversationState:
     return engine.on_reply(state, completion(content, "m", prompt_tokens, completion_tokens, cost), NOW)
 
@@ -754,12 +759,14 @@ def test_usage_and_cost_are_summed_per_model() -> None:
         "prompt_tokens": 300,
         "completion_tokens": 30,
         "cost_usd": 1.0,
+        "unpriced_calls": 0,
     }
     assert state.usage["m2"].model_dump() == {
         "calls": 1,
         "prompt_tokens": 7,
         "completion_tokens": 3,
         "cost_usd": 0.25,
+        "unpriced_calls": 0,
     }
     assert state.total_cost_usd == 1.25
     assert state.total_tokens == 340
@@ -777,6 +784,41 @@ def test_cost_budget_spent_finishes_the_conversation() -> None:
     assert state.phase is Phase.FINISHED
     assert state.run is None  # the code of the reply that spent the budget is not proposed
     assert notices(state)[-1].startswith("The cost budget of $0.05 is spent. Conversation ended.")
+
+
+def test_unknown_price_counts_tokens_and_says_the_cost_is_unknown() -> None:
+    state = reply(started(), "Which range?", cost=None)
+    state = engine.on_reply(act(state, human("YTD")), completion("Ok.", "m2", 10, 5, 0.002), NOW)
+    assert not state.cost_known
+    assert state.usage["m"].unpriced_calls == 1 and state.total_tokens == 135
+    assert engine.usage_text(state) == (
+        "m: 1 calls, 120 tokens, cost unknown (no price for this model); "
+        "m2: 1 calls, 15 tokens, $0.0020 (total $0.0020 + unknown)"
+    )
+
+
+def test_budget_with_an_unknown_price_stops_instead_of_counting_zero() -> None:
+    state = reply(started(policy(max_cost_usd=5.0)), CODE, cost=None)
+    assert state.phase is Phase.FINISHED and state.run is None
+    assert notices(state)[-1].startswith(
+        "The cost budget of $5.00 cannot be kept: the price of m is unknown "
+        '(give it a "price" in the config list).'
+    )
+    (meter,) = [post for post in posts(state) if isinstance(post, MeterPost)]
+    assert not meter.cost_known and meter.tokens == 120
+
+
+def test_reply_cut_off_at_the_length_limit_is_reported_in_the_thread() -> None:
+    cut = completion("Here is the first half of the", "m").model_copy(update={"truncated": True})
+    state = engine.on_reply(started(), cut, NOW)
+    (warning,) = [p for p in posts(state) if isinstance(p, NoticePost) and p.level == "warning"]
+    assert "cut off" in warning.text and "finish_reason=length" in warning.text
+    assert "(m)" in warning.text
+
+
+def test_complete_reply_has_no_cut_off_notice() -> None:
+    state = reply(started(), "Which range?")
+    assert not [p for p in posts(state) if isinstance(p, NoticePost) and p.level == "warning"]
 
 
 @pytest.mark.parametrize(

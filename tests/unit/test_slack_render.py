@@ -324,6 +324,24 @@ def test_meter_says_spent_budget_and_tokens() -> None:
     assert message.text == ":moneybag: $0.0123 of $1.00 spent · 12,345 tokens"
 
 
+@pytest.mark.parametrize(
+    ("post", "text"),
+    [
+        (
+            MeterPost(spent_usd=0.0, tokens=1_200, cost_known=False),
+            ":moneybag: 1,200 tokens · cost unknown (a model has no price)",
+        ),
+        (
+            MeterPost(spent_usd=0.0123, budget_usd=1.0, tokens=12_345, cost_known=False),
+            ":moneybag: 12,345 tokens · cost $0.0123 + unknown (a model has no price) · budget $1.00",
+        ),
+    ],
+)
+def test_meter_with_an_unknown_price_never_shows_a_silent_cost(post: MeterPost, text: str) -> None:
+    (message,) = render(post).messages
+    assert message.text == text
+
+
 def test_agent_icon_from_the_team_wins() -> None:
     message = render(AgentPost(speaker="planner", text="hi", icon=":calendar:")).messages[0]
     assert message.icon_emoji == ":calendar:"

@@ -75,11 +75,11 @@ def human(text: str) -> HumanMessage:
     return HumanMessage(event_id="e-h", user_id=STARTER, user_name="Ana", text=text)
 
 
-def completion(content: str, cost: float = 0.01, model: str = "m") -> Completion:
+def completion(content: str, cost: float | None = 0.01, model: str = "m") -> Completion:
     return Completion(content=content, model=model, prompt_tokens=10, completion_tokens=5, cost_usd=cost)
 
 
-def speak(state: ConversationState, content: str, cost: float = 0.01) -> tuple[str, ConversationState]:
+def speak(state: ConversationState, content: str, cost: float | None = 0.01) -> tuple[str, ConversationState]:
     """The agent the engine asks for next, and the state after it said `content`."""
     action = engine.next_action(state)
     assert isinstance(action, engine.CallLLM), action
@@ -418,7 +418,7 @@ def test_delegate_lines_open_one_collapsed_card_per_sub_task_and_launch_sub_conv
     )  # the lead's conversation waits, no process does
 
 
-def run_sub(launch: object, reply: str, cost: float = 0.05) -> ConversationState:
+def run_sub(launch: object, reply: str, cost: float | None = 0.05) -> ConversationState:
     """A sub-team's own conversation, from its start event to its end."""
     assert hasattr(launch, "key") and hasattr(launch, "event")
     sub = engine.apply(None, launch.key, launch.event, POLICY, NOW)
@@ -484,6 +484,16 @@ def test_sub_team_results_come_back_to_the_lead_who_then_integrates_them() -> No
     ]
     assert state.usage["sub-team budget"].cost_usd == 0.05
     assert state.total_cost_usd == pytest.approx(0.1 + 0.05 + 0.05 + 0.01)
+
+
+def test_a_sub_teams_unknown_cost_reaches_its_lead() -> None:
+    action = engine.next_action(delegated())
+    assert isinstance(action, engine.Delegate)
+    state = delegation.on_launched(delegated())
+    state = forward(state, run_sub(action.launches[0], "Three months.", cost=None))
+    usage = state.usage["sub-team timeline"]
+    assert usage.unpriced_calls == 1 and usage.cost_usd == 0.0
+    assert not state.cost_known and "cost unknown" in engine.usage_text(state)
 
 
 def test_a_sub_team_update_delivered_twice_counts_once() -> None:
