@@ -88,7 +88,7 @@ class RedisStore:
 
     @_translated
     def save(self, state: ConversationState) -> ConversationState:
-        saved = state.model_copy(update={"version": state.version + 1, "updated_at": datetime.now(UTC)})
+        saved = state.evolve(version=state.version + 1, updated_at=datetime.now(UTC))
         keys = [self.state_key(state.key), self.inbox_key(state.key)]
         args: list[str | int] = [
             state.version,

@@ -25,6 +25,7 @@ from agentbot.conversation.state import (
     ConversationKey,
     ConversationState,
     Delegation,
+    DelegationStatus,
     HumanInputMode,
     Message,
     ModelUsage,
@@ -62,7 +63,7 @@ def lead_policy(policy: Policy, team: Team) -> Policy:
         f"- {name}: {sub.description or ', '.join(sub.names)}" for name, sub in team.subteams.items()
     )
     text = f"{policy.system_message.rstrip()}\n\n{DELEGATION_INSTRUCTIONS.format(subteams=listed)}"
-    return policy.model_copy(update={"system_message": text})
+    return policy.evolve(system_message=text)
 
 
 def requested(content: str) -> list[tuple[str, str]]:
@@ -85,7 +86,7 @@ def on_lead_reply(state: ConversationState, content: str) -> ConversationState |
         unknown = ", ".join(sorted({name for name, _ in asked}))
         note = NO_SUCH_SUBTEAM.format(names=unknown, known=", ".join(team.subteams))
         message = Message(speaker=state.policy.proxy_name, role="user", content=note, kind="auto")
-        return to(state.model_copy(update={"transcript": (*state.transcript, message)}), Phase.THINKING)
+        return to(state.evolve(transcript=(*state.transcript, message)), Phase.THINKING)
     for subteam, task in known:
         state = _open(state, subteam, task)
     return to(state, Phase.DELEGATING)
@@ -93,8 +94,8 @@ def on_lead_reply(state: ConversationState, content: str) -> ConversationState |
 
 def _open(state: ConversationState, subteam: str, task: str) -> ConversationState:
     delegation = Delegation(sub_id=f"d{state.delegation_seq + 1}", subteam=subteam, task=task)
-    state = state.model_copy(
-        update={"delegations": (*state.delegations, delegation), "delegation_seq": state.delegation_seq + 1}
+    state = state.evolve(
+        delegations=(*state.delegations, delegation), delegation_seq=state.delegation_seq + 1
     )
     return emit(state, _card(state, delegation), ref=f"sub:{delegation.sub_id}")
 
@@ -115,7 +116,7 @@ def _launch(state: ConversationState, team: Team, d: Delegation, share: float | 
         event_id=f"{state.key.slug}-{d.sub_id}",
         user_id=state.starter_id,
         task=d.task,
-        team=team.subteams[d.subteam].model_copy(update={"name": d.subteam}),
+        team=team.subteams[d.subteam].evolve(name=d.subteam),
         parent_thread=state.key.thread_ts,
         sub_id=d.sub_id,
         lead=state.policy.assistant_name,
@@ -127,14 +128,14 @@ def _launch(state: ConversationState, team: Team, d: Delegation, share: float | 
 def sub_key(parent: ConversationKey, delegation: Delegation) -> ConversationKey:
     """Where a sub-team's conversation lives: beside its lead's, never shown in a thread of its own."""
     thread = f"{parent.thread_ts}~{delegation.sub_id}-{delegation.subteam}"
-    return parent.model_copy(update={"thread_ts": thread})
+    return parent.evolve(thread_ts=thread)
 
 
 def on_launched(state: ConversationState) -> ConversationState:
     """The sub-teams are started: the lead's conversation waits for their reports."""
     for d in state.delegations:
         if d.status == "pending":
-            state = _replace(state, d.model_copy(update={"status": "running"}))
+            state = _replace(state, d.evolve(status="running"))
     return to(state, Phase.AWAITING_SUBTEAMS)
 
 
@@ -143,14 +144,14 @@ def on_update(state: ConversationState, event: SubTeamUpdate) -> ConversationSta
     d = next((d for d in state.delegations if d.sub_id == event.sub_id), None)
     if d is None or d.status not in _OPEN or event.item_id <= d.seen_item:
         return state  # unknown, already closed, or delivered twice
-    d = d.model_copy(update={"seen_item": event.item_id})
+    d = d.evolve(seen_item=event.item_id)
     post = event.post
     if isinstance(post, ReportPost):
         return _integrate(state, d, post)
     line = _line(post)
     if line is None:
         return _replace(state, d, show=False)
-    return _replace(state, d.model_copy(update={"lines": (*d.lines, line)[-_LINES_SHOWN:]}))
+    return _replace(state, d.evolve(lines=(*d.lines, line)[-_LINES_SHOWN:]))
 
 
 def _line(post: object) -> str | None:
@@ -162,10 +163,8 @@ def _line(post: object) -> str | None:
 
 
 def _integrate(state: ConversationState, d: Delegation, report: ReportPost) -> ConversationState:
-    status = "done" if report.outcome == "done" else "failed"
-    d = d.model_copy(
-        update={"status": status, "summary": report.summary or report.note, "cost_usd": report.cost_usd}
-    )
+    status: DelegationStatus = "done" if report.outcome == "done" else "failed"
+    d = d.evolve(status=status, summary=report.summary or report.note, cost_usd=report.cost_usd)
     usage = ModelUsage(
         calls=report.calls,
         prompt_tokens=report.prompt_tokens,
@@ -182,13 +181,13 @@ def _integrate(state: ConversationState, d: Delegation, report: ReportPost) -> C
         else f"Sub-team {d.subteam} could not finish its task ({d.task}): {report.note}"
     )
     message = Message(speaker=d.subteam, role="user", content=text, kind="subteam")
-    state = state.model_copy(update={"transcript": (*state.transcript, message)})
+    state = state.evolve(transcript=(*state.transcript, message))
     if any(other.status in _OPEN for other in state.delegations):
         return state
     state = meter(state)
     if over_budget(state):
         return finish(state, budget_text(state))
-    return next_turn(state.model_copy(update={"auto_replies": 0}))
+    return next_turn(state.evolve(auto_replies=0))
 
 
 def cancellations(state: ConversationState) -> CancelSubTeams | None:
@@ -203,13 +202,13 @@ def on_cancelled(state: ConversationState) -> ConversationState:
     """The open sub-teams were told to stop."""
     for d in state.delegations:
         if d.status in _OPEN:
-            state = _replace(state, d.model_copy(update={"status": "cancelled"}))
+            state = _replace(state, d.evolve(status="cancelled"))
     return state
 
 
 def _replace(state: ConversationState, d: Delegation, *, show: bool = True) -> ConversationState:
     delegations = tuple(d if other.sub_id == d.sub_id else other for other in state.delegations)
-    state = state.model_copy(update={"delegations": delegations})
+    state = state.evolve(delegations=delegations)
     return emit(state, _card(state, d), update_ref=f"sub:{d.sub_id}") if show else state
 
 
@@ -240,12 +239,10 @@ def start_sub(key: ConversationKey, event: Delegated, policy: Policy, now: datet
     """A sub-team's conversation: the task from its lead, on its own (NEVER), within its budget share."""
     rules = policy.for_team(event.team)
     caps = [cap for cap in (rules.max_cost_usd, event.max_cost_usd) if cap is not None]
-    rules = rules.model_copy(
-        update={
-            "human_input_mode": HumanInputMode.NEVER,
-            "max_cost_usd": min(caps) if caps else None,
-            "approvers": (event.user_id,),
-        }
+    rules = rules.evolve(
+        human_input_mode=HumanInputMode.NEVER,
+        max_cost_usd=min(caps) if caps else None,
+        approvers=(event.user_id,),
     )
     task = Message(speaker=event.lead, role="user", content=event.task, kind="human")
     state = ConversationState(
@@ -256,7 +253,7 @@ def start_sub(key: ConversationKey, event: Delegated, policy: Policy, now: datet
         policy=rules,
         transcript=(task,),
         team=event.team,
-        parent=key.model_copy(update={"thread_ts": event.parent_thread}),
+        parent=key.evolve(thread_ts=event.parent_thread),
         sub_id=event.sub_id,
     )
     return next_turn(state)

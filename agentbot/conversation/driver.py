@@ -125,7 +125,7 @@ def _apply_inbox(ports: Ports, key: ConversationKey) -> ConversationState | None
         choice = _choice(ports, key, event) if state is None else None
         state = engine.apply(state, key, event, ports.policy, now, choice=choice, egress=ports.egress)
         if state is not None:
-            state = state.model_copy(update={"last_event_id": event_id})
+            state = state.evolve(last_event_id=event_id)
     return ports.store.save(state) if state is not None else None
 
 

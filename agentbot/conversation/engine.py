@@ -57,6 +57,7 @@ from agentbot.conversation.posts import (
     HostsPost,
     NoticePost,
     ResultPost,
+    RunOutcome,
     UploadPost,
 )
 from agentbot.conversation.prompts import DEFAULT_AUTO_REPLY, execution_message
@@ -76,7 +77,7 @@ from agentbot.conversation.state import (
 from agentbot.conversation.team import TeamChoice
 
 _STOP_WORDS = {"stop", "exit", "quit"}
-_RUN_STATUS: dict[str, RunStatus] = {
+_RUN_STATUS: dict[RunOutcome, RunStatus] = {
     "approved": "approved",
     "skipped": "skipped",
     "stopped": "cancelled",
@@ -156,7 +157,7 @@ def _start(
         created_at=now,
         updated_at=now,
         starter_id=event.user_id,
-        policy=delegation.team_policy(policy, choice.team).model_copy(update={"approvers": approvers}),
+        policy=delegation.team_policy(policy, choice.team).evolve(approvers=approvers),
         transcript=context,
         team=choice.team,
         egress=egress.with_operator_hosts(choice.allow_hosts),
@@ -182,13 +183,11 @@ def _human_message(state: ConversationState, event: Start | HumanMessage, now: d
         kind="human",
         author_id=event.user_id,
     )
-    state = state.model_copy(
-        update={
-            "transcript": (*state.transcript, message),
-            "auto_replies": 0,
-            "turns": 0,
-            "pending_files": (*state.pending_files, *event.files),
-        }
+    state = state.evolve(
+        transcript=(*state.transcript, message),
+        auto_replies=0,
+        turns=0,
+        pending_files=(*state.pending_files, *event.files),
     )
     if state.phase in _WAITING_FOR_OTHERS:
         return state  # the approved run (or the sub-teams) go first; the model sees this message after
@@ -277,8 +276,8 @@ def on_reply(state: ConversationState, completion: Completion, now: datetime) ->
     content = completion.content
     speaker = speakers.current_speaker(state) or state.policy.assistant_name
     message = Message(speaker=speaker, role="assistant", content=content)
-    state = _add_usage(state, completion).model_copy(
-        update={"transcript": (*state.transcript, message), "turns": state.turns + 1, "next_speaker": None}
+    state = _add_usage(state, completion).evolve(
+        transcript=(*state.transcript, message), turns=state.turns + 1, next_speaker=None
     )
     state = _emit(state, AgentPost(speaker=speaker, text=content, icon=speakers.icon_of(state, speaker)))
     if completion.truncated:
@@ -288,7 +287,7 @@ def on_reply(state: ConversationState, completion: Completion, now: datetime) ->
         return ended
     blocks = extract_code_blocks(content) if speakers.may_run_code(state, speaker) else []
     if blocks and speakers.group(state):
-        state = state.model_copy(update={"next_speaker": speaker})  # the proposer sees the result first
+        state = state.evolve(next_speaker=speaker)  # the proposer sees the result first
     if blocks:
         return _code_proposed(state, tuple(blocks), now)
     return speakers.after_message(state) if speakers.group(state) else _no_code(state)
@@ -333,8 +332,8 @@ def _code_proposed(
         if policy.human_input_mode is HumanInputMode.NEVER:
             return _finish(state, _limit_text(policy))
         return _propose_run(state, blocks, now)  # past the limit, a person decides
-    run = _new_run(state, blocks, now).model_copy(update={"status": "approved"})
-    return _to(state.model_copy(update={"run": run, "run_seq": state.run_seq + 1}), Phase.RUNNING)
+    run = _new_run(state, blocks, now).evolve(status="approved")
+    return _to(state.evolve(run=run, run_seq=state.run_seq + 1), Phase.RUNNING)
 
 
 def _no_code(state: ConversationState) -> ConversationState:
@@ -344,9 +343,7 @@ def _no_code(state: ConversationState) -> ConversationState:
     if state.auto_replies >= policy.max_consecutive_auto_reply:
         return _finish(state, _limit_text(policy))
     auto = Message(speaker=policy.proxy_name, role="user", content=DEFAULT_AUTO_REPLY, kind="auto")
-    state = state.model_copy(
-        update={"transcript": (*state.transcript, auto), "auto_replies": state.auto_replies + 1}
-    )
+    state = state.evolve(transcript=(*state.transcript, auto), auto_replies=state.auto_replies + 1)
     return _to(state, Phase.THINKING)
 
 
@@ -359,7 +356,7 @@ def on_llm_error(state: ConversationState, reason: str) -> ConversationState:
 def on_run_started(state: ConversationState) -> ConversationState:
     """Mark the run as started *before* it starts, so a crash mid-run is never taken for 'not run yet'."""
     assert state.run is not None
-    return state.model_copy(update={"run": state.run.model_copy(update={"status": "running"})})
+    return state.evolve(run=state.run.evolve(status="running"))
 
 
 def on_run_result(state: ConversationState, result: CodeResult, now: datetime) -> ConversationState:
@@ -367,9 +364,7 @@ def on_run_result(state: ConversationState, result: CodeResult, now: datetime) -
     run = state.run
     assert run is not None
     names = tuple(artifact.name for artifact in result.artifacts)
-    state = _emit(
-        _with_run(state, run.model_copy(update={"status": "done"})), _result_post(run, result, names)
-    )
+    state = _emit(_with_run(state, run.evolve(status="done")), _result_post(run, result, names))
     if names:
         state = _emit(state, UploadPost(run_id=run.run_id, names=names))
     report = result.egress
@@ -391,7 +386,7 @@ def _after_result(state: ConversationState) -> ConversationState:
         return _limit_reached(state, _limit_text(policy))
     # Files shared while the code ran waited for it (see `_human_message`): import them before thinking.
     phase = Phase.IMPORTING if state.pending_files else Phase.THINKING
-    return _to(state.model_copy(update={"auto_replies": state.auto_replies + 1}), phase)
+    return _to(state.evolve(auto_replies=state.auto_replies + 1), phase)
 
 
 # ---------------------------------------------------------------- hosts the egress proxy refused
@@ -457,9 +452,9 @@ def _allow_and_rerun(state: ConversationState, user_id: str, now: datetime) -> C
     ask = state.hosts_ask
     assert ask is not None
     state = _close_ask(state, "allowed", user_id, now)
-    state = state.model_copy(update={"egress": state.egress.allowing(ask.hosts)})
-    run = _new_run(state, ask.blocks, now).model_copy(update={"status": "approved", "decided_by": user_id})
-    return _to(_with_run(state, run).model_copy(update={"run_seq": state.run_seq + 1}), Phase.RUNNING)
+    state = state.evolve(egress=state.egress.allowing(ask.hosts))
+    run = _new_run(state, ask.blocks, now).evolve(status="approved", decided_by=user_id)
+    return _to(_with_run(state, run).evolve(run_seq=state.run_seq + 1), Phase.RUNNING)
 
 
 def expire(state: ConversationState, now: datetime) -> ConversationState:
@@ -543,12 +538,9 @@ def on_files_imported(
     note = "Files shared in the thread are in the working directory: " + ", ".join(names)
     if names:
         message = Message(speaker=state.policy.proxy_name, role="user", content=note, kind="auto")
-        state = state.model_copy(update={"transcript": (*state.transcript, message)})
-    state = state.model_copy(
-        update={
-            "pending_files": (),
-            "workspace_files": tuple(dict.fromkeys((*state.workspace_files, *names))),
-        }
+        state = state.evolve(transcript=(*state.transcript, message))
+    state = state.evolve(
+        pending_files=(), workspace_files=tuple(dict.fromkeys((*state.workspace_files, *names)))
     )
     return speakers.next_turn(state)
 
@@ -563,7 +555,7 @@ def on_failure(state: ConversationState, text: str) -> ConversationState:
 
 def _propose_run(state: ConversationState, blocks: tuple[CodeBlock, ...], now: datetime) -> ConversationState:
     run = _new_run(state, blocks, now)
-    state = _with_run(state, run).model_copy(update={"run_seq": state.run_seq + 1})
+    state = _with_run(state, run).evolve(run_seq=state.run_seq + 1)
     return _to(_emit(state, _card(state, run), ref=f"card:{run.run_id}"), Phase.AWAITING_APPROVAL)
 
 
@@ -601,25 +593,27 @@ def code_hash(blocks: tuple[CodeBlock, ...]) -> str:
     return digest.hexdigest()[:16]
 
 
-def _decide(state: ConversationState, outcome: str, user_id: str | None, now: datetime) -> ConversationState:
+def _decide(
+    state: ConversationState, outcome: RunOutcome, user_id: str | None, now: datetime
+) -> ConversationState:
     run = state.run
     assert run is not None
-    decided = run.model_copy(update={"status": _RUN_STATUS[outcome], "decided_by": user_id})
-    decision = Decision.model_validate({"outcome": outcome, "user_id": user_id, "at": now})
+    decided = run.evolve(status=_RUN_STATUS[outcome], decided_by=user_id)
+    decision = Decision(outcome=outcome, user_id=user_id, at=now)
     card = _card(state, run, decision)
     return _emit(_with_run(state, decided), card, update_ref=f"card:{run.run_id}")
 
 
 def _with_run(state: ConversationState, run: PendingRun) -> ConversationState:
-    return state.model_copy(update={"run": run})
+    return state.evolve(run=run)
 
 
 def _with_ask(state: ConversationState, ask: HostsAsk) -> ConversationState:
-    return state.model_copy(update={"hosts_ask": ask})
+    return state.evolve(hosts_ask=ask)
 
 
 def _append(state: ConversationState, message: Message) -> ConversationState:
-    return state.model_copy(update={"transcript": (*state.transcript, message)})
+    return state.evolve(transcript=(*state.transcript, message))
 
 
 def _limit_text(policy: Policy) -> str:

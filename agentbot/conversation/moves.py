@@ -25,14 +25,14 @@ def emit(
 ) -> ConversationState:
     """Queue `post` in the outbox (or, with `update_ref`, an update of the message remembered there)."""
     item = OutboxItem(item_id=state.next_item_id, post=post, ref=ref, update_ref=update_ref)
-    return state.model_copy(update={"outbox": (*state.outbox, item), "next_item_id": state.next_item_id + 1})
+    return state.evolve(outbox=(*state.outbox, item), next_item_id=state.next_item_id + 1)
 
 
 def to(state: ConversationState, phase: Phase) -> ConversationState:
     """The conversation in `phase`; a sub-team's that would wait for a person ends (and reports) instead."""
     if phase is Phase.AWAITING_HUMAN and state.parent is not None:
         return finish(state, "The sub-team stopped (it cannot ask people).")
-    return state.model_copy(update={"phase": phase})
+    return state.evolve(phase=phase)
 
 
 def limit_reached(state: ConversationState, why: str) -> ConversationState:
@@ -107,7 +107,7 @@ def add_model_usage(state: ConversationState, name: str, more: ModelUsage) -> Co
         cost_usd=before.cost_usd + more.cost_usd,
         unpriced_calls=before.unpriced_calls + more.unpriced_calls,
     )
-    return state.model_copy(update={"usage": {**state.usage, name: after}})
+    return state.evolve(usage={**state.usage, name: after})
 
 
 def meter(state: ConversationState) -> ConversationState:
@@ -123,7 +123,7 @@ def meter(state: ConversationState) -> ConversationState:
     )
     if state.metered:
         return emit(state, post, update_ref=_METER_REF)
-    return emit(state.model_copy(update={"metered": True}), post, ref=_METER_REF)
+    return emit(state.evolve(metered=True), post, ref=_METER_REF)
 
 
 def over_budget(state: ConversationState) -> bool:
@@ -149,13 +149,12 @@ def mark_sent(state: ConversationState, item: OutboxItem, message_id: str) -> Co
     if item.ref and message_id:
         refs[item.ref] = message_id
     outbox = tuple(other for other in state.outbox if other.item_id != item.item_id)
-    return state.model_copy(update={"outbox": outbox, "message_refs": refs})
+    return state.evolve(outbox=outbox, message_refs=refs)
 
 
 def mark_sending(state: ConversationState, item: OutboxItem) -> ConversationState:
     """`item` is about to be sent: if we crash now, the next step looks for it before re-sending."""
     outbox = tuple(
-        other.model_copy(update={"status": "sending"}) if other.item_id == item.item_id else other
-        for other in state.outbox
+        other.evolve(status="sending") if other.item_id == item.item_id else other for other in state.outbox
     )
-    return state.model_copy(update={"outbox": outbox})
+    return state.evolve(outbox=outbox)

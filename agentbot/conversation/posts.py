@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Literal
+from typing import Annotated, Literal, TypedDict, Unpack
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -21,12 +21,15 @@ class AgentPost(BaseModel):
     icon: str | None = None  # the agent's emoji (e.g. ":calendar:") when its team names one
 
 
+RunOutcome = Literal["approved", "skipped", "stopped", "expired", "superseded"]
+
+
 class Decision(BaseModel):
     """Who decided about a proposed run, how, and when."""
 
     model_config = ConfigDict(frozen=True)
 
-    outcome: Literal["approved", "skipped", "stopped", "expired", "superseded"]
+    outcome: RunOutcome
     user_id: str | None = None
     at: datetime
 
@@ -138,6 +141,17 @@ class SpeakerOption(BaseModel):
     icon: str | None = None
 
 
+class SpeakerChoicePostChanges(TypedDict, total=False):
+    """The fields of `SpeakerChoicePost`, for `SpeakerChoicePost.evolve`."""
+
+    kind: Literal["speaker_choice"]
+    pick_id: str
+    options: tuple[SpeakerOption, ...]
+    suggested: str | None
+    chosen: str | None
+    chosen_by: str | None
+
+
 class SpeakerChoicePost(BaseModel):
     """`manual` speaker selection: one button per agent until someone picks (then updated with the pick)."""
 
@@ -149,6 +163,10 @@ class SpeakerChoicePost(BaseModel):
     suggested: str | None = None  # who would speak in round-robin order
     chosen: str | None = None
     chosen_by: str | None = None  # a user id; None with `chosen` set: a typed reply addressed the agent
+
+    def evolve(self, **changes: Unpack[SpeakerChoicePostChanges]) -> SpeakerChoicePost:
+        """A copy with `changes`: unlike `model_copy(update=...)`, mypy checks every name and type."""
+        return self.model_copy(update=changes)
 
 
 class SubTeamPost(BaseModel):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from datetime import datetime
 from enum import StrEnum
-from typing import Literal
+from typing import Literal, TypedDict, Unpack
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -17,6 +17,14 @@ from agentbot.conversation.team import Team
 _UNSAFE = re.compile(r"[^A-Za-z0-9_-]")
 
 
+class ConversationKeyChanges(TypedDict, total=False):
+    """The fields of `ConversationKey`, for `ConversationKey.evolve`."""
+
+    team_id: str
+    channel_id: str
+    thread_ts: str
+
+
 class ConversationKey(BaseModel):
     """Where a conversation lives: one thread of one channel of one workspace."""
 
@@ -25,6 +33,10 @@ class ConversationKey(BaseModel):
     team_id: str
     channel_id: str
     thread_ts: str
+
+    def evolve(self, **changes: Unpack[ConversationKeyChanges]) -> ConversationKey:
+        """A copy with `changes`: unlike `model_copy(update=...)`, mypy checks every name and type."""
+        return self.model_copy(update=changes)
 
     @property
     def id(self) -> str:
@@ -56,6 +68,21 @@ class CodeApproval(StrEnum):
 _TEAM_RULES = ("human_input_mode", "code_approval", "max_consecutive_auto_reply", "max_turns", "max_cost_usd")
 
 
+class PolicyChanges(TypedDict, total=False):
+    """The fields of `Policy`, for `Policy.evolve`."""
+
+    human_input_mode: HumanInputMode
+    code_approval: CodeApproval
+    max_consecutive_auto_reply: int
+    max_turns: int | None
+    approval_ttl_seconds: int
+    approvers: tuple[str, ...]
+    assistant_name: str
+    proxy_name: str
+    system_message: str
+    max_cost_usd: float | None
+
+
 class Policy(BaseModel):
     """The rules of one conversation, fixed when it starts (from settings or the team)."""
 
@@ -71,6 +98,10 @@ class Policy(BaseModel):
     proxy_name: str = "user_proxy"
     system_message: str = ""
     max_cost_usd: float | None = None
+
+    def evolve(self, **changes: Unpack[PolicyChanges]) -> Policy:
+        """A copy with `changes`: unlike `model_copy(update=...)`, mypy checks every name and type."""
+        return self.model_copy(update=changes)
 
     @property
     def needs_approval(self) -> bool:
@@ -119,6 +150,20 @@ class Message(BaseModel):
 RunStatus = Literal["awaiting_approval", "approved", "running", "done", "skipped", "cancelled", "expired"]
 
 
+class PendingRunChanges(TypedDict, total=False):
+    """The fields of `PendingRun`, for `PendingRun.evolve`."""
+
+    run_id: str
+    blocks: tuple[CodeBlock, ...]
+    code_hash: str
+    requested_by: str
+    approvers: tuple[str, ...]
+    created_at: datetime
+    expires_at: datetime
+    status: RunStatus
+    decided_by: str | None
+
+
 class PendingRun(BaseModel):
     """A code run the assistant proposed: checked server-side against every click."""
 
@@ -134,8 +179,28 @@ class PendingRun(BaseModel):
     status: RunStatus = "awaiting_approval"
     decided_by: str | None = None
 
+    def evolve(self, **changes: Unpack[PendingRunChanges]) -> PendingRun:
+        """A copy with `changes`: unlike `model_copy(update=...)`, mypy checks every name and type."""
+        return self.model_copy(update=changes)
+
 
 AskStatus = Literal["open", "allowed", "kept", "expired", "stopped"]
+
+
+class HostsAskChanges(TypedDict, total=False):
+    """The fields of `HostsAsk`, for `HostsAsk.evolve`."""
+
+    run_id: str
+    blocks: tuple[CodeBlock, ...]
+    code_hash: str
+    hosts: tuple[str, ...]
+    blocked: tuple[str, ...]
+    approvers: tuple[str, ...]
+    held: str
+    created_at: datetime
+    expires_at: datetime
+    status: AskStatus
+    decided_by: str | None
 
 
 class HostsAsk(BaseModel):
@@ -159,11 +224,24 @@ class HostsAsk(BaseModel):
     status: AskStatus = "open"
     decided_by: str | None = None
 
+    def evolve(self, **changes: Unpack[HostsAskChanges]) -> HostsAsk:
+        """A copy with `changes`: unlike `model_copy(update=...)`, mypy checks every name and type."""
+        return self.model_copy(update=changes)
+
     def closed(self, status: AskStatus, user_id: str | None) -> HostsAsk:
-        return self.model_copy(update={"status": status, "decided_by": user_id})
+        return self.evolve(status=status, decided_by=user_id)
 
 
 ThreadAllow = Literal["public", "any", "none"]
+
+
+class EgressStateChanges(TypedDict, total=False):
+    """The fields of `EgressState`, for `EgressState.evolve`."""
+
+    network: str
+    operator_hosts: tuple[str, ...]
+    thread_hosts: tuple[str, ...]
+    thread_allow: ThreadAllow
 
 
 class EgressState(BaseModel):
@@ -182,14 +260,18 @@ class EgressState(BaseModel):
     thread_hosts: tuple[str, ...] = ()
     thread_allow: ThreadAllow = "public"
 
+    def evolve(self, **changes: Unpack[EgressStateChanges]) -> EgressState:
+        """A copy with `changes`: unlike `model_copy(update=...)`, mypy checks every name and type."""
+        return self.model_copy(update=changes)
+
     def with_operator_hosts(self, entries: tuple[str, ...]) -> EgressState:
         """These lists with more operator entries (a channel's, a team's) added after the others."""
         merged = tuple(dict.fromkeys((*self.operator_hosts, *entries)))
-        return self.model_copy(update={"operator_hosts": merged})
+        return self.evolve(operator_hosts=merged)
 
     def allowing(self, entries: tuple[str, ...]) -> EgressState:
         """These lists with `entries` allowed by people in the thread."""
-        return self.model_copy(update={"thread_hosts": tuple(dict.fromkeys((*self.thread_hosts, *entries)))})
+        return self.evolve(thread_hosts=tuple(dict.fromkeys((*self.thread_hosts, *entries))))
 
     def grant(self) -> EgressGrant:
         """What the next run may reach: exact operator entries (and `any` thread ones) open private ones."""
@@ -217,6 +299,19 @@ class ModelUsage(BaseModel):
 DelegationStatus = Literal["pending", "running", "done", "failed", "cancelled"]
 
 
+class DelegationChanges(TypedDict, total=False):
+    """The fields of `Delegation`, for `Delegation.evolve`."""
+
+    sub_id: str
+    subteam: str
+    task: str
+    status: DelegationStatus
+    lines: tuple[str, ...]
+    summary: str
+    cost_usd: float
+    seen_item: int
+
+
 class Delegation(BaseModel):
     """A sub-task the lead handed to a sub-team, which works on it in its own conversation."""
 
@@ -231,6 +326,20 @@ class Delegation(BaseModel):
     cost_usd: float = 0.0
     seen_item: int = 0  # the last update applied: updates are delivered at least once
 
+    def evolve(self, **changes: Unpack[DelegationChanges]) -> Delegation:
+        """A copy with `changes`: unlike `model_copy(update=...)`, mypy checks every name and type."""
+        return self.model_copy(update=changes)
+
+
+class OutboxItemChanges(TypedDict, total=False):
+    """The fields of `OutboxItem`, for `OutboxItem.evolve`."""
+
+    item_id: int
+    post: Post
+    ref: str | None
+    update_ref: str | None
+    status: Literal["pending", "sending"]
+
 
 class OutboxItem(BaseModel):
     """A post the engine decided on; delivered (and marked sent) by the driver, exactly once."""
@@ -242,6 +351,44 @@ class OutboxItem(BaseModel):
     ref: str | None = None  # a name to remember the platform's message id under (e.g. "card:<run>")
     update_ref: str | None = None  # update that earlier message instead of posting a new one
     status: Literal["pending", "sending"] = "pending"
+
+    def evolve(self, **changes: Unpack[OutboxItemChanges]) -> OutboxItem:
+        """A copy with `changes`: unlike `model_copy(update=...)`, mypy checks every name and type."""
+        return self.model_copy(update=changes)
+
+
+class ConversationStateChanges(TypedDict, total=False):
+    """The fields of `ConversationState`, for `ConversationState.evolve`."""
+
+    key: ConversationKey
+    version: int
+    created_at: datetime
+    updated_at: datetime
+    starter_id: str
+    policy: Policy
+    phase: Phase
+    transcript: tuple[Message, ...]
+    run: PendingRun | None
+    run_seq: int
+    auto_replies: int
+    turns: int
+    usage: dict[str, ModelUsage]
+    pending_files: tuple[FileRef, ...]
+    workspace_files: tuple[str, ...]
+    last_event_id: str
+    outbox: tuple[OutboxItem, ...]
+    next_item_id: int
+    message_refs: dict[str, str]
+    team: Team | None
+    next_speaker: str | None
+    pick_seq: int
+    metered: bool
+    delegations: tuple[Delegation, ...]
+    delegation_seq: int
+    parent: ConversationKey | None
+    sub_id: str
+    egress: EgressState
+    hosts_ask: HostsAsk | None
 
 
 class ConversationState(BaseModel):
@@ -279,6 +426,10 @@ class ConversationState(BaseModel):
     sub_id: str = ""
     egress: EgressState = Field(default_factory=EgressState)  # network of the runs (egress proxy lists)
     hosts_ask: HostsAsk | None = None  # the latest run refused hosts that people could allow
+
+    def evolve(self, **changes: Unpack[ConversationStateChanges]) -> ConversationState:
+        """A copy with `changes`: unlike `model_copy(update=...)`, mypy checks every name and type."""
+        return self.model_copy(update=changes)
 
     @property
     def total_cost_usd(self) -> float:

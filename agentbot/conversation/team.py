@@ -7,7 +7,7 @@ changes a conversation that is under way. `agentbot.teams` reads these models fr
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Annotated, Literal, Self
+from typing import Annotated, Literal, Self, TypedDict, Unpack
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
@@ -39,6 +39,26 @@ class Agent(BaseModel):
     icon: Annotated[str, Field(pattern=r"^:[a-z0-9_+'-]+:$")] | None = None  # a Slack emoji name
 
 
+class TeamChanges(TypedDict, total=False):
+    """The fields of `Team`, for `Team.evolve`."""
+
+    name: str
+    description: str
+    pattern: Pattern
+    agents: tuple[Agent, ...]
+    lead: Agent | None
+    subteams: dict[str, Team]
+    speaker_selection: SpeakerSelection
+    max_round: int
+    proxy_name: Annotated[str, Field(pattern=AGENT_NAME)]
+    human_input_mode: Literal["ALWAYS", "TERMINATE", "NEVER"] | None
+    code_approval: Literal["always", "never"] | None
+    max_consecutive_auto_reply: int | None
+    max_turns: int | None
+    max_cost_usd: float | None
+    allow_hosts: HostEntries
+
+
 class Team(BaseModel):
     """A team and its pattern; the rules below override the settings for its conversations."""
 
@@ -59,6 +79,10 @@ class Team(BaseModel):
     max_turns: int | None = Field(None, gt=0)
     max_cost_usd: float | None = Field(None, gt=0)
     allow_hosts: HostEntries = ()  # what its runs may reach through the egress proxy
+
+    def evolve(self, **changes: Unpack[TeamChanges]) -> Team:
+        """A copy with `changes`: unlike `model_copy(update=...)`, mypy checks every name and type."""
+        return self.model_copy(update=changes)
 
     @model_validator(mode="after")
     def _fits_pattern(self) -> Self:

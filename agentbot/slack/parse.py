@@ -167,7 +167,7 @@ def parse_details(body: Payload) -> DetailsRequest | None:
     thread, _ = _button_value(action.get("value"), "thread", "")
     if not thread.startswith(f"{key.thread_ts}~"):
         return None
-    detail = key.model_copy(update={"thread_ts": thread})
+    detail = key.evolve(thread_ts=thread)
     return DetailsRequest(key=key, detail=detail, user_id=user_id, trigger_id=trigger_id)
 
 
