@@ -94,7 +94,7 @@ def on_lead_reply(state: ConversationState, content: str) -> ConversationState |
 
 def _open(state: ConversationState, subteam: str, task: str) -> ConversationState:
     delegation = Delegation(sub_id=f"d{state.delegation_seq + 1}", subteam=subteam, task=task)
-    state = state.evolve(
+    state = state.evolve_team(
         delegations=(*state.delegations, delegation), delegation_seq=state.delegation_seq + 1
     )
     return emit(state, _card(state, delegation), ref=f"sub:{delegation.sub_id}")
@@ -208,7 +208,7 @@ def on_cancelled(state: ConversationState) -> ConversationState:
 
 def _replace(state: ConversationState, d: Delegation, *, show: bool = True) -> ConversationState:
     delegations = tuple(d if other.sub_id == d.sub_id else other for other in state.delegations)
-    state = state.evolve(delegations=delegations)
+    state = state.evolve_team(delegations=delegations)
     return emit(state, _card(state, d), update_ref=f"sub:{d.sub_id}") if show else state
 
 

@@ -277,8 +277,9 @@ def on_reply(state: ConversationState, completion: Completion, now: datetime) ->
     speaker = speakers.current_speaker(state) or state.policy.assistant_name
     message = Message(speaker=speaker, role="assistant", content=content)
     state = _add_usage(state, completion).evolve(
-        transcript=(*state.transcript, message), turns=state.turns + 1, next_speaker=None
+        transcript=(*state.transcript, message), turns=state.turns + 1
     )
+    state = state.evolve_team(next_speaker=None)
     state = _emit(state, AgentPost(speaker=speaker, text=content, icon=speakers.icon_of(state, speaker)))
     if completion.truncated:
         state = _emit(state, NoticePost(text=truncated_text(completion.model), level="warning"))
@@ -287,7 +288,7 @@ def on_reply(state: ConversationState, completion: Completion, now: datetime) ->
         return ended
     blocks = extract_code_blocks(content) if speakers.may_run_code(state, speaker) else []
     if blocks and speakers.group(state):
-        state = state.evolve(next_speaker=speaker)  # the proposer sees the result first
+        state = state.evolve_team(next_speaker=speaker)  # the proposer sees the result first
     if blocks:
         return _code_proposed(state, tuple(blocks), now)
     return speakers.after_message(state) if speakers.group(state) else _no_code(state)

@@ -121,7 +121,7 @@ def on_human(state: ConversationState, text: str) -> ConversationState:
         return state
     if state.phase is Phase.AWAITING_PICK:
         state = _close_pick(state, name, None)
-    return state.evolve(next_speaker=name)
+    return state.evolve_team(next_speaker=name)
 
 
 def on_pick(state: ConversationState, event: PickSpeaker) -> ConversationState:
@@ -133,11 +133,11 @@ def on_pick(state: ConversationState, event: PickSpeaker) -> ConversationState:
         text = "This choice is no longer current." if not current else f"No agent is called {event.speaker}."
         return emit(state, EphemeralPost(user_id=event.user_id, text=text))
     state = _close_pick(state, agent.name, event.user_id)
-    return to(state.evolve(next_speaker=agent.name), Phase.THINKING)
+    return to(state.evolve_team(next_speaker=agent.name), Phase.THINKING)
 
 
 def _ask_pick(state: ConversationState, team: Team) -> ConversationState:
-    state = state.evolve(pick_seq=state.pick_seq + 1)
+    state = state.evolve_team(pick_seq=state.pick_seq + 1)
     card = _choice_card(state, team)
     return to(emit(state, card, ref=f"pick:{card.pick_id}"), Phase.AWAITING_PICK)
 
@@ -183,7 +183,7 @@ def on_selection(state: ConversationState, completion: Completion) -> Conversati
             f"falling back to round robin: {name} speaks next."
         )
         state = emit(state, NoticePost(text=text, level="warning"))
-    return to(state.evolve(next_speaker=name), Phase.THINKING)
+    return to(state.evolve_team(next_speaker=name), Phase.THINKING)
 
 
 def parse_choice(reply: str, names: tuple[str, ...]) -> str | None:

@@ -5,9 +5,9 @@ from __future__ import annotations
 import re
 from datetime import datetime
 from enum import StrEnum
-from typing import Literal, TypedDict, Unpack
+from typing import Any, Literal, TypedDict, Unpack
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from agentbot.conversation.code import CodeBlock, EgressGrant
 from agentbot.conversation.events import FileRef
@@ -357,6 +357,39 @@ class OutboxItem(BaseModel):
         return self.model_copy(update=changes)
 
 
+_TEAM_FIELDS = ("team", "next_speaker", "pick_seq", "delegations", "delegation_seq", "parent", "sub_id")
+
+
+class TeamworkChanges(TypedDict, total=False):
+    """The fields of `Teamwork`, for `Teamwork.evolve`."""
+
+    team: Team | None
+    next_speaker: str | None
+    pick_seq: int
+    delegations: tuple[Delegation, ...]
+    delegation_seq: int
+    parent: ConversationKey | None
+    sub_id: str
+
+
+class Teamwork(BaseModel):
+    """An agent team's progress in one conversation: who speaks next, picks, delegations, its lead."""
+
+    model_config = ConfigDict(frozen=True)
+
+    team: Team | None = None  # None: the assistant + user proxy of the settings
+    next_speaker: str | None = None  # the agent who speaks next, when already decided
+    pick_seq: int = 0
+    delegations: tuple[Delegation, ...] = ()
+    delegation_seq: int = 0
+    parent: ConversationKey | None = None  # set on a sub-team's conversation: its lead's
+    sub_id: str = ""
+
+    def evolve(self, **changes: Unpack[TeamworkChanges]) -> Teamwork:
+        """A copy with `changes`: unlike `model_copy(update=...)`, mypy checks every name and type."""
+        return self.model_copy(update=changes)
+
+
 class ConversationStateChanges(TypedDict, total=False):
     """The fields of `ConversationState`, for `ConversationState.evolve`."""
 
@@ -379,14 +412,8 @@ class ConversationStateChanges(TypedDict, total=False):
     outbox: tuple[OutboxItem, ...]
     next_item_id: int
     message_refs: dict[str, str]
-    team: Team | None
-    next_speaker: str | None
-    pick_seq: int
     metered: bool
-    delegations: tuple[Delegation, ...]
-    delegation_seq: int
-    parent: ConversationKey | None
-    sub_id: str
+    teamwork: Teamwork
     egress: EgressState
     hosts_ask: HostsAsk | None
 
@@ -415,21 +442,60 @@ class ConversationState(BaseModel):
     outbox: tuple[OutboxItem, ...] = ()
     next_item_id: int = 1
     message_refs: dict[str, str] = Field(default_factory=dict)
-    # Agent teams (all defaulted: states stored before teams existed still load)
-    team: Team | None = None  # None: the assistant + user proxy of the settings
-    next_speaker: str | None = None  # the agent who speaks next, when already decided
-    pick_seq: int = 0
     metered: bool = False  # the cost meter message has been posted (later ones update it)
-    delegations: tuple[Delegation, ...] = ()
-    delegation_seq: int = 0
-    parent: ConversationKey | None = None  # set on a sub-team's conversation: its lead's
-    sub_id: str = ""
+    teamwork: Teamwork = Field(default_factory=Teamwork)  # the agent team's own progress
     egress: EgressState = Field(default_factory=EgressState)  # network of the runs (egress proxy lists)
     hosts_ask: HostsAsk | None = None  # the latest run refused hosts that people could allow
 
     def evolve(self, **changes: Unpack[ConversationStateChanges]) -> ConversationState:
         """A copy with `changes`: unlike `model_copy(update=...)`, mypy checks every name and type."""
         return self.model_copy(update=changes)
+
+    def evolve_team(self, **changes: Unpack[TeamworkChanges]) -> ConversationState:
+        """A copy whose `teamwork` has `changes`."""
+        return self.model_copy(update={"teamwork": self.teamwork.evolve(**changes)})
+
+    @model_validator(mode="before")
+    @classmethod
+    def _nest_team_fields(cls, data: Any) -> Any:
+        """Team fields given flat (states stored before `teamwork`, or keyword arguments) move into it."""
+        if not isinstance(data, dict) or not any(name in data for name in _TEAM_FIELDS):
+            return data
+        data = dict(data)
+        nested = data.get("teamwork") or {}
+        nested = dict(nested) if isinstance(nested, dict) else nested.model_dump()
+        nested.update({name: data.pop(name) for name in _TEAM_FIELDS if name in data})
+        data["teamwork"] = nested
+        return data
+
+    # Shorthands for reading the team's progress (changes go through `evolve_team`).
+    @property
+    def team(self) -> Team | None:
+        return self.teamwork.team
+
+    @property
+    def next_speaker(self) -> str | None:
+        return self.teamwork.next_speaker
+
+    @property
+    def pick_seq(self) -> int:
+        return self.teamwork.pick_seq
+
+    @property
+    def delegations(self) -> tuple[Delegation, ...]:
+        return self.teamwork.delegations
+
+    @property
+    def delegation_seq(self) -> int:
+        return self.teamwork.delegation_seq
+
+    @property
+    def parent(self) -> ConversationKey | None:
+        return self.teamwork.parent
+
+    @property
+    def sub_id(self) -> str:
+        return self.teamwork.sub_id
 
     @property
     def total_cost_usd(self) -> float:
