@@ -44,6 +44,7 @@ from agentbot.conversation.state import ConversationKey, ConversationState
 from agentbot.store import RedisStore
 from tests.conftest import free_port
 from tests.fakes.slack_server import BOT_ID, BOT_USER_ID, TEAM_ID, TOKEN, sign
+from tests.sandbox.docker_fixtures import IMAGE
 
 ROOT = Path(__file__).resolve().parents[2]
 SECRET = "e2e-signing-secret"
@@ -218,6 +219,7 @@ class Stack:
             "OPENAI_API_KEY": "e2e-key",
             "AGENTBOT_EXECUTOR": self.executor,
             "AGENTBOT_WORKDIR": str(self.workdir / "workspaces"),  # the local executor's
+            "AGENTBOT_SANDBOX_IMAGE": IMAGE,
             # The stories use offline data; a test of the egress proxy sets `proxy` in `self.env`.
             "AGENTBOT_SANDBOX_NETWORK": "none",
         }

@@ -6,6 +6,7 @@ Every Docker test goes through `require(...)`: it skips on a laptop without Dock
 from __future__ import annotations
 
 import functools
+import os
 from typing import TYPE_CHECKING
 
 import docker
@@ -19,7 +20,9 @@ from tests.conftest import require
 if TYPE_CHECKING:
     from tests.sandbox.conftest import Limits
 
-IMAGE = "agentbot-sandbox:latest"
+# The image under test: scripts/build-sandbox-image's default, or AGENTBOT_SANDBOX_IMAGE (so that two
+# checkouts on one engine, each with its own recipe, test their own image).
+IMAGE = os.environ.get("AGENTBOT_SANDBOX_IMAGE") or "agentbot-sandbox:latest"
 
 
 @functools.cache

@@ -150,6 +150,8 @@ def main() -> None:
     listener.bind(path)
     os.chmod(path, 0o666)  # the code's uid in every sandbox connects (through its relay or directly)
     listener.listen(1024)
+    sys.stderr.write("agentbot-egress gate listening\n")  # the worker waits for this line
+    sys.stderr.flush()
     while True:
         client, _ = listener.accept()
         args = (client, secret, ("127.0.0.1", port), ledger)

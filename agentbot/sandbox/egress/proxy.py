@@ -1,12 +1,14 @@
-"""The egress proxy container on one Docker engine: started on demand, restarted when it died.
+"""The egress proxy container on one Docker engine: started on demand, replaced when it died.
 
-One proxy serves every sandbox of its engine. The sandboxes themselves have no network at all
-(`--network none`, only their own loopback): a relay inside each one (socat, running as a user the
-code cannot signal) forwards 127.0.0.1:3128 to a Unix socket in the shared volume `agentbot-egress`,
-where the proxy container listens. So a sandbox reaches neither its siblings, nor the Docker host, nor
-the network's gateway (Docker 20.10 gives the host an address even on `--internal` bridges): the proxy
-is its only way out. The proxy container sits on the bridge network `agentbot-egress` with the same
-hardening as a sandbox (read-only root, no capabilities, `nobody`, memory and pid limits).
+One proxy serves every sandbox of its engine (one per configuration: its name ends in a hash of its
+squid.conf and image, so tests or an upgrade with other settings get their own). The sandboxes
+themselves have no network at all (`--network none`, only their own loopback): a relay inside each one
+(socat, running as a user the code cannot signal) forwards 127.0.0.1:3128 to a Unix socket in the
+proxy's volume (named like the proxy), where the proxy container's gate listens in front of squid.
+So a sandbox reaches neither its siblings, nor the Docker host, nor the network's gateway (Docker
+20.10 gives the host an address even on `--internal` bridges): the proxy is its only way out. The
+proxy container sits on the bridge network `agentbot-egress` with the same hardening as a sandbox
+(read-only root, no capabilities, `nobody`, memory and pid limits).
 
 Only the Docker API is used (no host path, no host socket), so a remote engine (`tcp://`) works too.
 The grant secret lives in the proxy container's environment; workers read it back with `inspect`.
@@ -43,7 +45,7 @@ RELAY_PORT = 3128  # inside each sandbox: 127.0.0.1:3128 is the proxy
 ROLE_LABEL = "agentbot.role"
 CONF_ENV = "AGENTBOT_SQUID_CONF"
 LIB_PATH = "/opt/agentbot/lib"  # where the image keeps the proxy's helper (agentbot.sandbox.egress)
-READY_LINE = b"Accepting HTTP Socket connections"
+READY_LINES = (b"Accepting HTTP Socket connections", b"agentbot-egress gate listening")
 READY_SECONDS = 20.0
 DOCKER_API_PORTS = (2375, 2376)
 # Squid and the gate (the sandboxes' socket, counting bytes per run); when either ends, the container
@@ -59,19 +61,15 @@ ENTRY = (
 
 @dataclass(frozen=True)
 class Proxy:
-    """A running proxy: the secret its helper checks grants with, and the volume holding its socket."""
+    """A running proxy (its name is also its socket volume's) and the secret grants are signed with."""
 
     name: str
     secret: str
 
-    @property
-    def volume(self) -> str:
-        return self.name
-
 
 @dataclass(frozen=True)
 class ProxyOptions:
-    """How the proxy container is made; `protected` names services no grant may open."""
+    """How the proxy container is made; Redis and the Docker API (`docker_url`) are never opened."""
 
     image: str
     redis_url: str | None = None
@@ -194,7 +192,8 @@ class EgressProxy:
     def _wait_ready(self, api: Any, container: str) -> None:
         deadline = time.monotonic() + READY_SECONDS
         while time.monotonic() < deadline:
-            if READY_LINE in api.logs(container, stdout=False, stderr=True):
+            logged = api.logs(container, stdout=False, stderr=True)
+            if all(line in logged for line in READY_LINES):
                 return
             if not api.inspect_container(container)["State"].get("Running"):
                 break
