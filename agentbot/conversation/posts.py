@@ -19,9 +19,14 @@ class AgentPost(BaseModel):
     speaker: str
     text: str
     icon: str | None = None  # the agent's emoji (e.g. ":calendar:") when its team names one
+    feedback_turn: int | None = None  # a final answer (its transcript entry): thumbs up / down buttons
+
+    def answer(self, turn: int) -> AgentPost:
+        """This message as the final answer `turn` of the transcript, which people can rate."""
+        return AgentPost(speaker=self.speaker, text=self.text, icon=self.icon, feedback_turn=turn)
 
 
-RunOutcome = Literal["approved", "skipped", "stopped", "expired", "superseded"]
+RunOutcome = Literal["approved", "run_all", "edited", "skipped", "stopped", "expired", "superseded"]
 
 
 class Decision(BaseModel):
@@ -48,6 +53,7 @@ class ApprovalPost(BaseModel):
     expires_at: datetime
     decision: Decision | None = None
     network: str = ""  # the network the run will have, in words (`egress.network_line`)
+    editable: bool = False  # people may edit the code before it runs (one language: `edit.editable_code`)
 
 
 class HostsDecision(BaseModel):
@@ -87,6 +93,7 @@ class ResultPost(BaseModel):
     output_truncated: bool = False
     artifact_names: tuple[str, ...] = ()
     egress: EgressReport | None = None  # hosts contacted and refused (None: the run had no egress proxy)
+    run_all: bool = False  # run without a card, because Run all is on in the thread
 
 
 class UploadPost(BaseModel):
