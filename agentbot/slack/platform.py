@@ -190,6 +190,11 @@ class SlackPlatform:
         with _translated("views.open", key.id):
             self.client.views_open(trigger_id=trigger_id, view=view)
 
+    def publish_home(self, user_id: str, view: dict[str, Any]) -> None:
+        """Show `view` as `user_id`'s Home tab of the bot (`views.publish`)."""
+        with _translated("views.publish", user_id):
+            self.client.views_publish(user_id=user_id, view=view)
+
     def thread_messages(
         self, key: ConversationKey, *, include_metadata: bool = False
     ) -> list[dict[str, Any]]:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
@@ -37,8 +37,11 @@ from agentbot.slack.parse import (
     ALLOW_HOST_ACTION,
     DENY_HOST_ACTION,
     DETAILS_ACTION,
+    EDIT_ACTION,
+    FEEDBACK_ACTION,
     PICK_ACTION,
     RUN_ACTION,
+    RUN_ALL_ACTION,
     SKIP_ACTION,
     STOP_ACTION,
 )
@@ -67,9 +70,14 @@ _SUBTEAM_STATUS = {
     "failed": ":x:",
     "cancelled": ":no_entry_sign:",
 }
+RUN_ALL_NOTE = (
+    ":fast_forward: Ran without asking: *Run all* is on in this thread (reply `manual` to turn it off)."
+)
 _LEVEL_EMOJI = {"info": ":information_source:", "warning": ":warning:", "error": ":x:"}
 _OUTCOME = {
     "approved": (":white_check_mark:", "Approved by {who}"),
+    "run_all": (":fast_forward:", "Approved by {who}, with every later run in this thread (Run all)"),
+    "edited": (":pencil2:", "Edited by {who}; the edited code runs instead"),
     "skipped": (":next_track_button:", "Skipped by {who}"),
     "stopped": (":octagonal_sign:", "Stopped by {who}"),
     "expired": (":hourglass:", "Expired"),
@@ -129,12 +137,33 @@ def render(post: Post) -> Rendered:
 def render_agent(post: AgentPost) -> Rendered:
     """An agent's markdown in `markdown` blocks under the agent's name, split or attached when long."""
     who = {"username": post.speaker, "icon_emoji": post.icon or agent_icon(post.speaker)}
-    return _markdown_messages(
+    rendered = _markdown_messages(
         post.text,
         fallback_prefix=f"{post.speaker}: ",
         who=who,
         snippet_name=f"{_slug(post.speaker)}-message.md",
     )
+    if post.feedback_turn is None:
+        return rendered
+    *head, last = rendered.messages
+    rated = replace(last, blocks=(*last.blocks, feedback_block(post.feedback_turn)))
+    return replace(rendered, messages=(*head, rated))
+
+
+def feedback_block(turn: int) -> Block:
+    """Thumbs up / down under a final answer (Slack's `feedback_buttons` in a `context_actions` block)."""
+
+    def button(label: str, vote: str, spoken: str) -> Block:
+        value = json.dumps({"turn": turn, "vote": vote})
+        return {"text": {"type": "plain_text", "text": label}, "value": value, "accessibility_label": spoken}
+
+    element = {
+        "type": "feedback_buttons",
+        "action_id": FEEDBACK_ACTION,
+        "positive_button": button(":thumbsup:", "up", "Good answer"),
+        "negative_button": button(":thumbsdown:", "down", "Bad answer"),
+    }
+    return {"type": "context_actions", "block_id": f"feedback-{turn}", "elements": [element]}
 
 
 def render_notice(post: NoticePost) -> Rendered:
@@ -193,6 +222,8 @@ def render_result(post: ResultPost) -> Rendered:
         blocks.append(context_block(notes))
     if audit := audit_line(post.egress):
         blocks.append(context_block(f":globe_with_meridians: {escape(audit)}"))
+    if post.run_all:
+        blocks.append(context_block(RUN_ALL_NOTE))
     snippet = Snippet(f"run-{_slug(post.run_id)}-output.txt", post.output, "Full output") if cut else None
     return Rendered(messages=(SlackMessage(text=headline, blocks=tuple(blocks)),), snippet=snippet)
 
@@ -516,9 +547,24 @@ def _buttons(post: ApprovalPost) -> Block:
         "block_id": f"approval-{_slug(post.run_id)}"[:255],
         "elements": [
             _button("Run", RUN_ACTION, value, style="primary"),
+            {**_button("Run all in this thread", RUN_ALL_ACTION, value), "confirm": _run_all_confirm()},
+            *([_button("Edit", EDIT_ACTION, value)] if post.editable else []),
             _button("Skip", SKIP_ACTION, value),
             {**_button("Stop", STOP_ACTION, value, style="danger"), "confirm": confirm},
         ],
+    }
+
+
+def _run_all_confirm() -> Block:
+    return {
+        "title": {"type": "plain_text", "text": "Run all in this thread?"},
+        "text": {
+            "type": "mrkdwn",
+            "text": "This code and every later proposal in this thread run without asking, until someone "
+            "replies `manual` or presses Stop. Blocked hosts still ask.",
+        },
+        "confirm": {"type": "plain_text", "text": "Run all"},
+        "deny": {"type": "plain_text", "text": "Cancel"},
     }
 
 
