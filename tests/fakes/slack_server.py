@@ -45,7 +45,7 @@ BOT_USER_ID = "UBOT"
 BOT_ID = "BBOT"
 TEAM_ID = "T0001"
 TOKEN = "xoxb-test-token"
-_JSON_FIELDS = ("blocks", "metadata", "files", "attachments", "loading_messages")
+_JSON_FIELDS = ("blocks", "metadata", "files", "attachments", "loading_messages", "view")
 
 
 @dataclass(frozen=True)
@@ -88,6 +88,7 @@ class FakeSlackState:
     redirects: dict[str, str] = field(default_factory=dict)  # /files/<id> answered with a 302 there
     failures: dict[str, list[_Failure]] = field(default_factory=dict)
     users: dict[str, dict[str, Any]] = field(default_factory=dict)
+    homes: dict[str, dict[str, Any]] = field(default_factory=dict)  # views.publish: user id -> view
     lock: threading.Lock = field(default_factory=threading.Lock)
     _clock: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
 
@@ -230,6 +231,11 @@ class FakeSlack:
                 return True
             time.sleep(0.005)
         return predicate()
+
+    def home(self, user_id: str) -> dict[str, Any] | None:
+        """The Home tab last published for `user_id` (`views.publish`), or None."""
+        with self.state.lock:
+            return self.state.homes.get(user_id)
 
     def reset(self) -> None:
         with self.state.lock:
@@ -502,6 +508,24 @@ def _views_open(handler: _SlackHandler, args: dict[str, Any]) -> dict[str, Any]:
     return {"ok": True, "view": {"id": f"V{handler.state.next_ts().replace('.', '')}", **view}}
 
 
+def _views_publish(handler: _SlackHandler, args: dict[str, Any]) -> dict[str, Any]:
+    """A Home tab, checked like Slack: `type: home`, at most 100 blocks, unique block ids."""
+    view = args.get("view")
+    if isinstance(view, str):
+        view = json.loads(view)
+    user_id = str(args.get("user_id") or "")
+    if not user_id:
+        return {"ok": False, "error": "invalid_arguments"}
+    if not isinstance(view, dict) or view.get("type") != "home" or len(view.get("blocks") or []) > 100:
+        return {"ok": False, "error": "invalid_arguments"}
+    ids = [b["block_id"] for b in view["blocks"] if "block_id" in b]
+    if len(ids) != len(set(ids)):
+        return {"ok": False, "error": "duplicate_block_id"}
+    with handler.state.lock:
+        handler.state.homes[user_id] = view
+    return {"ok": True, "view": {"id": f"VH{user_id}", **view}}
+
+
 def _ok(handler: _SlackHandler, args: dict[str, Any]) -> dict[str, Any]:
     return {"ok": True}
 
@@ -525,6 +549,7 @@ _METHODS: dict[str, Callable[[_SlackHandler, dict[str, Any]], dict[str, Any]]] =
     "files.getUploadURLExternal": _get_upload_url,
     "files.completeUploadExternal": _complete_upload,
     "views.open": _views_open,
+    "views.publish": _views_publish,
     "reactions.add": _ok,
     "reactions.remove": _ok,
     "assistant.threads.setStatus": _ok,
