@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 from datetime import datetime, timedelta
 
-from agentbot.conversation import delegation, speakers
+from agentbot.conversation import delegation, plan, speakers
 
 # Re-exported (see pyproject's mypy section): callers use the engine as the conversation's one API.
 from agentbot.conversation.actions import (  # noqa: F401
@@ -386,7 +386,7 @@ def _on_reply(state: ConversationState, completion: Completion, now: datetime) -
         transcript=(*state.transcript, message), turns=state.turns + 1
     )
     state = state.evolve_team(next_speaker=None)
-    state = _emit(state, AgentPost(speaker=speaker, text=content, icon=speakers.icon_of(state, speaker)))
+    state = _emit_turn(state, speaker, content)
     if completion.truncated:
         state = _emit(state, NoticePost(text=truncated_text(completion.model), level="warning"))
     state = meter(state)
@@ -398,6 +398,15 @@ def _on_reply(state: ConversationState, completion: Completion, now: datetime) -
     if blocks:
         return _code_proposed(state, tuple(blocks), now)
     return speakers.after_message(state) if speakers.group(state) else _no_code(state)
+
+
+def _emit_turn(state: ConversationState, speaker: str, content: str) -> ConversationState:
+    """Show an agent's message: as a task of the team's plan (the message itself as the fallback)."""
+    icon = speakers.icon_of(state, speaker)
+    if not plan.planned(state):
+        return _emit(state, AgentPost(speaker=speaker, text=content, icon=icon))
+    state = plan.on_turn(state, speaker, content)
+    return _emit(state, AgentPost(speaker=speaker, text=content, icon=icon, plan_ref=plan.plan_ref(state)))
 
 
 def truncated_text(model: str) -> str:

@@ -20,6 +20,7 @@ class AgentPost(BaseModel):
     text: str
     icon: str | None = None  # the agent's emoji (e.g. ":calendar:") when its team names one
     feedback_turn: int | None = None  # a final answer (its transcript entry): thumbs up / down buttons
+    plan_ref: str | None = None  # a team turn the plan message `plan_ref` shows: posted only without it
 
     def answer(self, turn: int) -> AgentPost:
         """This message as the final answer `turn` of the transcript, which people can rate."""
@@ -138,6 +139,36 @@ class MeterPost(BaseModel):
     cost_known: bool = True  # False: a model's price is unknown, `spent_usd` counts only the others
 
 
+TaskStatus = Literal["pending", "in_progress", "complete", "error"]
+
+
+class PlanTask(BaseModel):
+    """One step of a team's plan: an agent's turn, with its speaker, status and a short output."""
+
+    model_config = ConfigDict(frozen=True)
+
+    task_id: str
+    title: str
+    status: TaskStatus = "complete"
+    output: str = ""  # the turn's first words
+    details: str = ""  # more of it, shown when the task is opened
+
+
+class PlanPost(BaseModel):
+    """A team's turns since people last acted, as one plan message (Slack: task and plan chunks).
+
+    Posted at the first turn, updated with each one, and `done` once the team waits for people.
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    kind: Literal["plan"] = "plan"
+    title: str
+    tasks: tuple[PlanTask, ...]
+    recipient: str  # the person the plan streams to (Slack asks for one in channels)
+    done: bool = False
+
+
 class SpeakerOption(BaseModel):
     """One agent the humans can give the word to."""
 
@@ -218,6 +249,7 @@ Post = Annotated[
     | NoticePost
     | EphemeralPost
     | MeterPost
+    | PlanPost
     | SpeakerChoicePost
     | SubTeamPost
     | ReportPost,

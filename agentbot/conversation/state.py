@@ -11,7 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from agentbot.conversation.code import CodeBlock, EgressGrant
 from agentbot.conversation.events import FileRef
-from agentbot.conversation.posts import Post
+from agentbot.conversation.posts import PlanTask, Post
 from agentbot.conversation.team import Team
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9_-]")
@@ -371,6 +371,7 @@ class OutboxItem(BaseModel):
 
 
 _TEAM_FIELDS = ("team", "next_speaker", "pick_seq", "delegations", "delegation_seq", "parent", "sub_id")
+# (`plan` and `plan_seq` came after `Teamwork`: they were never stored flat.)
 
 
 class TeamworkChanges(TypedDict, total=False):
@@ -383,6 +384,8 @@ class TeamworkChanges(TypedDict, total=False):
     delegation_seq: int
     parent: ConversationKey | None
     sub_id: str
+    plan: tuple[PlanTask, ...]
+    plan_seq: int
 
 
 class Teamwork(BaseModel):
@@ -397,6 +400,8 @@ class Teamwork(BaseModel):
     delegation_seq: int = 0
     parent: ConversationKey | None = None  # set on a sub-team's conversation: its lead's
     sub_id: str = ""
+    plan: tuple[PlanTask, ...] = ()  # the turns since people last acted (`plan.py`)
+    plan_seq: int = 0  # plan messages shown so far; the open one is `plan:<plan_seq>`
 
     def evolve(self, **changes: Unpack[TeamworkChanges]) -> Teamwork:
         """A copy with `changes`: unlike `model_copy(update=...)`, mypy checks every name and type."""

@@ -26,6 +26,7 @@ from agentbot.conversation.posts import (
     HostsPost,
     MeterPost,
     NoticePost,
+    PlanPost,
     Post,
     ReportPost,
     ResultPost,
@@ -318,7 +319,40 @@ def render_report(post: ReportPost) -> Rendered:
     return Rendered(messages=(SlackMessage(text=text, blocks=(context_block(text),)),))
 
 
+_TASK_ICONS = {
+    "pending": ":white_circle:",
+    "in_progress": ":gear:",
+    "complete": ":white_check_mark:",
+    "error": ":x:",
+}
+
+
+def render_plan(post: PlanPost) -> Rendered:
+    """A team's plan as plain blocks, one line per task (where task and plan chunks cannot be streamed)."""
+    lines = [f"{_TASK_ICONS[t.status]} *{escape(t.title)}*: {escape(t.output)}" for t in post.tasks]
+    head = f":clipboard: *{escape(post.title)}*"
+    text = truncate(f"{head}\n" + "\n".join(lines), SECTION_LIMIT)
+    return Rendered(
+        messages=(SlackMessage(text=truncate(post.title, FALLBACK_LIMIT), blocks=(section_block(text),)),)
+    )
+
+
+def plan_chunks(post: PlanPost) -> list[Block]:
+    """The plan as Slack's streaming chunks: its title (`plan_update`), then each task (`task_update`)."""
+    chunks: list[Block] = [{"type": "plan_update", "title": truncate(post.title, 256)}]
+    for task in post.tasks:
+        chunk: Block = {"type": "task_update", "id": task.task_id, "title": truncate(task.title, 256)}
+        chunk["status"] = task.status
+        if task.output:
+            chunk["output"] = truncate(task.output, 256)
+        if task.details:
+            chunk["details"] = truncate(task.details, 256)
+        chunks.append(chunk)
+    return chunks
+
+
 _RENDERERS: dict[str, Callable[[Any], Rendered]] = {
+    "plan": render_plan,
     "agent": render_agent,
     "approval": render_approval,
     "hosts": render_hosts,
