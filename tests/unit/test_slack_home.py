@@ -7,8 +7,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from agentbot.conversation import engine
-from agentbot.conversation.code import CodeBlock
-from agentbot.conversation.events import EditCode, Rate, RunAll, Start
+from agentbot.conversation.code import CodeBlock, CodeResult, EgressReport
+from agentbot.conversation.events import Approve, EditCode, Rate, RunAll, Start
 from agentbot.conversation.posts import AgentPost, ResultPost
 from agentbot.conversation.state import ConversationKey, ConversationState, Phase, Policy
 from agentbot.slack.home import home_view, waiting_for
@@ -170,3 +170,22 @@ def test_home_lists_the_run_waiting_for_the_viewer_with_its_buttons() -> None:
     assert state.phase is Phase.AWAITING_APPROVAL
     nothing = home_view("UEVE", [], "", NOW)
     assert "Nothing waits for your approval." in json.dumps(nothing["blocks"])
+
+
+def test_home_lists_blocked_hosts_waiting_for_the_viewer_with_allow_and_keep() -> None:
+    proposed = awaiting()
+    assert proposed.run is not None
+    click = Approve(event_id="c", user_id="UANA", run_id="r1", code_hash=proposed.run.code_hash)
+    state = engine.apply(proposed, KEY, click, Policy(), NOW)
+    assert state is not None
+    report = EgressReport(blocked=("data.example.org",), askable=("data.example.org",))
+    state = engine.on_run_result(
+        engine.on_run_started(state), CodeResult(exit_code=1, output="refused", egress=report), NOW
+    )
+    assert state.phase is Phase.AWAITING_HOSTS and waiting_for(state, "UBOSS")
+    view = home_view("UBOSS", [state], "", NOW)
+    (actions,) = [b for b in view["blocks"] if b["type"] == "actions"]
+    buttons = {e["action_id"]: json.loads(e["value"]) for e in actions["elements"]}
+    assert set(buttons) == {"allow_host", "deny_host"}
+    assert buttons["allow_host"]["run_id"] == "r1" and buttons["allow_host"]["thread"] == KEY.thread_ts
+    assert "data.example.org" in json.dumps(view["blocks"])
