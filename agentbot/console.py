@@ -47,6 +47,8 @@ class ConsolePlatform:
         self._posted: dict[str, str] = {}
 
     def post(self, key: ConversationKey, post: Post, *, effect_id: str) -> str:
+        if post.kind == "plan":
+            return ""  # no plan display: the agents' messages print one by one, as in AutoGen
         self._print(render(post))
         self._posted[effect_id] = f"c{len(self._posted) + 1}"
         return self._posted[effect_id]

@@ -4,6 +4,8 @@ Keys, all under `agentbot:` and all expiring after the conversation has been idl
     conv:{id}   hash  v = version, s = state JSON
     inbox:{id}  stream of events (JSON); entries up to the last applied one are trimmed on save
     art:{run}   hash  file name -> bytes (expires after `artifact_ttl`)
+    people:{team}:{user}  sorted set of the conversation ids a person started or approves, by start
+                time (the newest `PEOPLE_INDEX` kept): what their Home tab lists
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from agentbot.conversation.state import ConversationKey, ConversationState
 from agentbot.errors import StoreError
 
 P = ParamSpec("P")
+PEOPLE_INDEX = 200  # conversations remembered per person for the Home tab
 T = TypeVar("T")
 
 # Compare-and-set: write the state only if nobody saved another version meanwhile.
@@ -101,7 +104,41 @@ class RedisStore:
             raise StoreError(
                 f"conversation {state.key.id} was saved by another step meanwhile", retryable=True
             )
+        if state.version == 0 and state.parent is None:  # a new conversation people can see
+            self._index_people(saved)
         return saved
+
+    def people_key(self, team_id: str, user_id: str) -> str:
+        return f"{self._prefix}:people:{team_id}:{user_id}"
+
+    def _index_people(self, state: ConversationState) -> None:
+        """Remember the conversation under its starter and its approvers (their Home tabs list it)."""
+        score = state.created_at.timestamp()
+        with self._redis.pipeline() as pipe:
+            for user_id in dict.fromkeys((state.starter_id, *state.policy.approvers)):
+                name = self.people_key(state.key.team_id, user_id)
+                pipe.zadd(name, {state.key.id: score})
+                pipe.zremrangebyrank(name, 0, -PEOPLE_INDEX - 1)
+                pipe.expire(name, self._state_ttl)
+            pipe.execute()
+
+    @_translated
+    def conversations_of(self, team_id: str, user_id: str, *, limit: int = 50) -> list[ConversationState]:
+        """The newest conversations `user_id` started or approves in the workspace, newest first.
+
+        Ids whose conversation has expired are dropped from the index on the way.
+        """
+        name = self.people_key(team_id, user_id)
+        ids = [_text(raw) for raw in cast(list[bytes], self._redis.zrevrange(name, 0, limit - 1))]
+        keys = [_key_of(conversation_id) for conversation_id in ids]
+        with self._redis.pipeline() as pipe:
+            for key in keys:
+                pipe.hget(self.state_key(key), "s")
+            raws = cast(list[bytes | None], pipe.execute())
+        gone = [conversation_id for conversation_id, raw in zip(ids, raws, strict=True) if raw is None]
+        if gone:
+            self._redis.zrem(name, *gone)
+        return [ConversationState.model_validate_json(raw) for raw in raws if raw is not None]
 
     @_translated
     def append_event(self, key: ConversationKey, event: Event) -> str:
@@ -152,6 +189,12 @@ class RedisStore:
     @_translated
     def delete(self, key: ConversationKey) -> None:
         self._redis.delete(self.state_key(key), self.inbox_key(key))
+
+
+def _key_of(conversation_id: str) -> ConversationKey:
+    """A conversation id (`ConversationKey.id`) back as its key: ids have no `:` inside their parts."""
+    team_id, channel_id, thread_ts = conversation_id.split(":", 2)
+    return ConversationKey(team_id=team_id, channel_id=channel_id, thread_ts=thread_ts)
 
 
 def _text(value: bytes | str) -> str:

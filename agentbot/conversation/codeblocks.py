@@ -23,7 +23,7 @@ def extract_code_blocks(message: str) -> list[CodeBlock]:
     for label, code in _FENCE.findall(message.replace("\r\n", "\n")):
         language = _language(label.lower(), code)
         if language is not None and code.strip():
-            blocks.append(CodeBlock(code=code, language=language, filename=_filename(code)))
+            blocks.append(CodeBlock(code=code, language=language, filename=filename_of(code)))
     return blocks
 
 
@@ -56,7 +56,8 @@ def _infer_language(code: str) -> Language | None:
     return "python"
 
 
-def _filename(code: str) -> str | None:
+def filename_of(code: str) -> str | None:
+    """The name a `# filename: <name>` first line gives the block, if it has one."""
     first = code.split("\n", 1)[0]
     match = _FILENAME.match(first)
     return match.group(1) if match else None

@@ -266,6 +266,9 @@ def deliver(ports: Ports, state: ConversationState) -> ConversationState:
     if state.parent is not None:
         return _forward(ports, state, state.parent)
     for item in state.outbox:
+        if _shown_in_plan(state, item):
+            state = ports.store.save(engine.mark_sent(state, item, ""))
+            continue
         effect_id = f"{state.key.slug}-{item.item_id}"
         message_id = _find_earlier(ports, state, item, effect_id)
         if message_id is None:
@@ -296,6 +299,12 @@ def _forward(ports: Ports, state: ConversationState, parent: ConversationKey) ->
     for item in state.outbox:
         state = engine.mark_sent(state, item, "")
     return ports.store.save(state)
+
+
+def _shown_in_plan(state: ConversationState, item: OutboxItem) -> bool:
+    """A team turn whose plan message is up: the plan shows it (without one, it is posted: the fallback)."""
+    post = item.post
+    return post.kind == "agent" and post.plan_ref is not None and bool(state.message_refs.get(post.plan_ref))
 
 
 def _find_earlier(ports: Ports, state: ConversationState, item: OutboxItem, effect_id: str) -> str | None:

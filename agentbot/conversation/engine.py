@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 from datetime import datetime, timedelta
 
-from agentbot.conversation import delegation, speakers
+from agentbot.conversation import delegation, plan, speakers
 
 # Re-exported (see pyproject's mypy section): callers use the engine as the conversation's one API.
 from agentbot.conversation.actions import (  # noqa: F401
@@ -27,15 +27,19 @@ from agentbot.conversation.actions import (  # noqa: F401
 )
 from agentbot.conversation.code import CodeBlock, CodeResult, EgressReport
 from agentbot.conversation.codeblocks import extract_code_blocks, is_termination
+from agentbot.conversation.edit import edit_message, editable_code, edited_blocks, unified_diff
 from agentbot.conversation.egress import kept_blocked_line, network_line
 from agentbot.conversation.events import (
     AllowHosts,
     Approve,
     Delegated,
+    EditCode,
     Event,
     HumanMessage,
     KeepBlocked,
     PickSpeaker,
+    Rate,
+    RunAll,
     Skip,
     Start,
     Stop,
@@ -73,12 +77,16 @@ from agentbot.conversation.state import (
     Phase,
     Policy,
     RunStatus,
+    Vote,
 )
 from agentbot.conversation.team import TeamChoice
 
 _STOP_WORDS = {"stop", "exit", "quit"}
+_MANUAL = "manual"  # a reply that turns Run all off
 _RUN_STATUS: dict[RunOutcome, RunStatus] = {
     "approved": "approved",
+    "run_all": "approved",
+    "edited": "cancelled",  # the edited code runs as a run of its own
     "skipped": "skipped",
     "stopped": "cancelled",
     "expired": "expired",
@@ -117,8 +125,10 @@ def apply(
 
 
 def _other_event(state: ConversationState, event: Event, now: datetime) -> ConversationState:
-    if isinstance(event, Approve | Skip | AllowHosts | KeepBlocked):
+    if isinstance(event, Approve | RunAll | EditCode | Skip | AllowHosts | KeepBlocked):
         return _click(state, event, now)
+    if isinstance(event, Rate):
+        return _rate(state, event, now)
     if isinstance(event, PickSpeaker):
         return speakers.on_pick(state, event)
     if isinstance(event, SubTeamUpdate):
@@ -129,10 +139,14 @@ def _other_event(state: ConversationState, event: Event, now: datetime) -> Conve
 
 
 def _click(
-    state: ConversationState, event: Approve | Skip | AllowHosts | KeepBlocked, now: datetime
+    state: ConversationState,
+    event: Approve | RunAll | EditCode | Skip | AllowHosts | KeepBlocked,
+    now: datetime,
 ) -> ConversationState:
-    if isinstance(event, Approve):
+    if isinstance(event, Approve | RunAll):
         return _approve(state, event, now)
+    if isinstance(event, EditCode):
+        return _edit(state, event, now)
     if isinstance(event, Skip):
         return _skip(state, event, now)
     return _decide_hosts(state, event, now)
@@ -172,6 +186,8 @@ def _human_message(state: ConversationState, event: Start | HumanMessage, now: d
         return _stop(state, Stop(event_id=event.event_id, user_id=event.user_id), now)
     if state.phase is Phase.FINISHED and not isinstance(event, Start):
         return state  # a finished conversation re-opens only when the bot is mentioned again
+    if state.run_all_by is not None and event.text.strip().lower().rstrip(".!") == _MANUAL:
+        return _run_all_off(state, f"<@{event.user_id}> turned Run all off")
     if state.phase is Phase.AWAITING_APPROVAL and state.run is not None:
         state = _decide(state, "skipped", event.user_id, now)  # a reply instead of Run is feedback
     if state.phase is Phase.AWAITING_HOSTS:
@@ -197,22 +213,91 @@ def _human_message(state: ConversationState, event: Start | HumanMessage, now: d
     return _to(state, Phase.IMPORTING) if state.pending_files else speakers.next_turn(state)
 
 
-def _approve(state: ConversationState, event: Approve, now: datetime) -> ConversationState:
-    refusal = _refuse_click(state, event.user_id, event.run_id)
-    if refusal is None and state.run is not None and event.code_hash != state.run.code_hash:
-        refusal = "This card does not match the proposed code, so nothing was run."
+def _approve(state: ConversationState, event: Approve | RunAll, now: datetime) -> ConversationState:
+    refusal = _refuse_approval(state, event.user_id, event.run_id, event.code_hash)
     if refusal is not None:
         return _emit(state, EphemeralPost(user_id=event.user_id, text=refusal))
-    assert state.run is not None  # _refuse_click checked it
+    assert state.run is not None  # _refuse_approval checked it
     if now >= state.run.expires_at:
-        event_blocks = state.run.blocks
-        state = _decide(state, "expired", None, now)
-        state = _emit(
-            state, NoticePost(text="That approval had expired, so here is the code again.", level="warning")
-        )
-        return _propose_run(state, event_blocks, now)
+        return _propose_again(state, now)
+    if isinstance(event, RunAll):
+        state = _decide(state.evolve(run_all_by=event.user_id), "run_all", event.user_id, now)
+        return _to(_emit(state, NoticePost(text=run_all_text(event.user_id))), Phase.RUNNING)
     state = _decide(state, "approved", event.user_id, now)
     return _to(state, Phase.RUNNING)
+
+
+def _refuse_approval(state: ConversationState, user_id: str, run_id: str, code_hash: str) -> str | None:
+    """Why `user_id` may not run the code `code_hash` names (None: they may)."""
+    refusal = _refuse_click(state, user_id, run_id)
+    if refusal is None and state.run is not None and code_hash != state.run.code_hash:
+        refusal = "This card does not match the proposed code, so nothing was run."
+    return refusal
+
+
+def _propose_again(state: ConversationState, now: datetime) -> ConversationState:
+    """The approval came after the card expired: the same code gets a fresh card."""
+    assert state.run is not None
+    blocks = state.run.blocks
+    state = _decide(state, "expired", None, now)
+    text = "That approval had expired, so here is the code again."
+    return _propose_run(_emit(state, NoticePost(text=text, level="warning")), blocks, now)
+
+
+def run_all_text(user_id: str) -> str:
+    """Said in the thread when Run all goes on."""
+    return (
+        f":fast_forward: *Run all is on*: <@{user_id}> approved this run and every later one in this "
+        "thread. Press *Stop* or reply `manual` to approve each run again. Blocked hosts still ask."
+    )
+
+
+def _run_all_off(state: ConversationState, why: str) -> ConversationState:
+    text = f":raised_hand: {why}: each code run needs approval again."
+    return _emit(state.evolve(run_all_by=None), NoticePost(text=text))
+
+
+def _edit(state: ConversationState, event: EditCode, now: datetime) -> ConversationState:
+    """The Edit modal was submitted: the edited code runs (approved by its editor); the model sees a diff."""
+    refusal = _refuse_approval(state, event.user_id, event.run_id, event.code_hash)
+    run = state.run
+    before = editable_code(run.blocks) if run is not None else None
+    if refusal is None and (before is None or not event.code.strip()):
+        refusal = "That edit could not be used (empty code, or blocks in several languages), so nothing ran."
+    if refusal is not None:
+        return _emit(state, EphemeralPost(user_id=event.user_id, text=refusal))
+    assert run is not None and before is not None
+    if now >= run.expires_at:
+        return _propose_again(state, now)
+    blocks = edited_blocks(run.blocks, event.code)
+    if code_hash(blocks) == code_hash(edited_blocks(run.blocks, before)):
+        return _to(_decide(state, "approved", event.user_id, now), Phase.RUNNING)  # saved unchanged
+    diff = unified_diff(before, blocks[0].code)
+    state = _decide(state, "edited", event.user_id, now)
+    state = _append(
+        state,
+        Message(
+            speaker=event.user_name or event.user_id,
+            role="user",
+            content=edit_message(diff),
+            kind="human",
+            author_id=event.user_id,
+        ),
+    )
+    shown = f":pencil2: <@{event.user_id}> edited the code; the edited version runs:\n```diff\n{diff}\n```"
+    state = _emit(state, NoticePost(text=shown))
+    edited = _new_run(state, blocks, now).evolve(status="approved", decided_by=event.user_id)
+    return _to(_with_run(state, edited).evolve(run_seq=state.run_seq + 1), Phase.RUNNING)
+
+
+def _rate(state: ConversationState, event: Rate, now: datetime) -> ConversationState:
+    """A vote on a final answer: kept with the transcript, one per person and answer (the last counts)."""
+    turns = state.transcript
+    if not 0 <= event.turn < len(turns) or turns[event.turn].kind != "agent":
+        return state
+    vote = Vote(turn=event.turn, user_id=event.user_id, vote=event.vote, at=now)
+    kept = tuple(v for v in state.votes if (v.turn, v.user_id) != (event.turn, event.user_id))
+    return state.evolve(votes=(*kept, vote))
 
 
 def _skip(state: ConversationState, event: Skip, now: datetime) -> ConversationState:
@@ -228,6 +313,7 @@ def _stop(state: ConversationState, event: Stop, now: datetime) -> ConversationS
         return state
     if event.user_id not in state.policy.approvers:
         return _emit(state, EphemeralPost(user_id=event.user_id, text=_only_approvers(state, "stop")))
+    state = state.evolve(run_all_by=None)  # a conversation mentioned again starts asking again
     if state.run is not None and state.run.status == "awaiting_approval":
         state = _decide(state, "stopped", event.user_id, now)
     if state.phase is Phase.AWAITING_HOSTS:
@@ -272,7 +358,27 @@ def next_action(state: ConversationState) -> Action:
 
 
 def on_reply(state: ConversationState, completion: Completion, now: datetime) -> ConversationState:
-    """An agent spoke: post it, then run, ask for approval, delegate, give the word on, or finish."""
+    """An agent spoke: post it, then run, ask for approval, delegate, give the word on, or finish.
+
+    A reply that hands the turn to the people (or ends) is a final answer: it gets feedback buttons.
+    """
+    item_id, turn = state.next_item_id, len(state.transcript)
+    return _with_feedback(_on_reply(state, completion, now), item_id, turn)
+
+
+def _with_feedback(state: ConversationState, item_id: int, turn: int) -> ConversationState:
+    if state.parent is not None or state.phase not in (Phase.AWAITING_HUMAN, Phase.FINISHED):
+        return state
+    outbox = tuple(
+        item.evolve(post=item.post.answer(turn))
+        if item.item_id == item_id and isinstance(item.post, AgentPost)
+        else item
+        for item in state.outbox
+    )
+    return state.evolve(outbox=outbox)
+
+
+def _on_reply(state: ConversationState, completion: Completion, now: datetime) -> ConversationState:
     content = completion.content
     speaker = speakers.current_speaker(state) or state.policy.assistant_name
     message = Message(speaker=speaker, role="assistant", content=content)
@@ -280,7 +386,7 @@ def on_reply(state: ConversationState, completion: Completion, now: datetime) ->
         transcript=(*state.transcript, message), turns=state.turns + 1
     )
     state = state.evolve_team(next_speaker=None)
-    state = _emit(state, AgentPost(speaker=speaker, text=content, icon=speakers.icon_of(state, speaker)))
+    state = _emit_turn(state, speaker, content)
     if completion.truncated:
         state = _emit(state, NoticePost(text=truncated_text(completion.model), level="warning"))
     state = meter(state)
@@ -292,6 +398,15 @@ def on_reply(state: ConversationState, completion: Completion, now: datetime) ->
     if blocks:
         return _code_proposed(state, tuple(blocks), now)
     return speakers.after_message(state) if speakers.group(state) else _no_code(state)
+
+
+def _emit_turn(state: ConversationState, speaker: str, content: str) -> ConversationState:
+    """Show an agent's message: as a task of the team's plan (the message itself as the fallback)."""
+    icon = speakers.icon_of(state, speaker)
+    if not plan.planned(state):
+        return _emit(state, AgentPost(speaker=speaker, text=content, icon=icon))
+    state = plan.on_turn(state, speaker, content)
+    return _emit(state, AgentPost(speaker=speaker, text=content, icon=icon, plan_ref=plan.plan_ref(state)))
 
 
 def truncated_text(model: str) -> str:
@@ -327,13 +442,16 @@ def _code_proposed(
     state: ConversationState, blocks: tuple[CodeBlock, ...], now: datetime
 ) -> ConversationState:
     policy = state.policy
-    if policy.needs_approval:
+    if state.needs_approval:
         return _propose_run(state, blocks, now)
     if state.auto_replies >= policy.max_consecutive_auto_reply:
         if policy.human_input_mode is HumanInputMode.NEVER:
             return _finish(state, _limit_text(policy))
         return _propose_run(state, blocks, now)  # past the limit, a person decides
-    run = _new_run(state, blocks, now).evolve(status="approved")
+    by_run_all = state.run_all_by is not None
+    run = _new_run(state, blocks, now).evolve(
+        status="approved", decided_by=state.run_all_by, by_run_all=by_run_all
+    )
     return _to(state.evolve(run=run, run_seq=state.run_seq + 1), Phase.RUNNING)
 
 
@@ -509,6 +627,7 @@ def _result_post(run: PendingRun, result: CodeResult, names: tuple[str, ...]) ->
         output_truncated=result.output_truncated,
         artifact_names=names,
         egress=result.egress,
+        run_all=run.by_run_all,
     )
 
 
@@ -571,6 +690,7 @@ def _card(state: ConversationState, run: PendingRun, decision: Decision | None =
         expires_at=run.expires_at,
         decision=decision,
         network=network_line(state.egress),
+        editable=editable_code(run.blocks) is not None,
     )
 
 

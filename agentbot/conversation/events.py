@@ -65,6 +65,32 @@ class Approve(_Event):
     code_hash: str
 
 
+class RunAll(_Event):
+    """**Run all in this thread**: run the pending code, and every later proposal without asking."""
+
+    type: Literal["run_all"] = "run_all"
+    run_id: str
+    code_hash: str
+
+
+class EditCode(_Event):
+    """The Edit modal was submitted: run `code` instead of the proposal `run_id` (`code_hash`) showed."""
+
+    type: Literal["edit_code"] = "edit_code"
+    run_id: str
+    code_hash: str  # the proposal's, as the modal was opened for it
+    code: str
+    user_name: str = ""
+
+
+class Rate(_Event):
+    """A thumbs up or down on an agent's final answer (the transcript entry `turn`)."""
+
+    type: Literal["rate"] = "rate"
+    turn: int
+    vote: Literal["up", "down"]
+
+
 class Skip(_Event):
     """The Skip button: do not run; the next human reply is feedback for the assistant."""
 
@@ -126,6 +152,9 @@ Event = Annotated[
     Start
     | HumanMessage
     | Approve
+    | RunAll
+    | EditCode
+    | Rate
     | Skip
     | AllowHosts
     | KeepBlocked

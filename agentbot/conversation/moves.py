@@ -7,6 +7,7 @@ result to its lead (a `ReportPost`, which the driver forwards instead of showing
 
 from __future__ import annotations
 
+from agentbot.conversation import plan
 from agentbot.conversation.llm import Completion
 from agentbot.conversation.posts import MeterPost, NoticePost, Post, ReportPost
 from agentbot.conversation.state import (
@@ -32,7 +33,7 @@ def to(state: ConversationState, phase: Phase) -> ConversationState:
     """The conversation in `phase`; a sub-team's that would wait for a person ends (and reports) instead."""
     if phase is Phase.AWAITING_HUMAN and state.parent is not None:
         return finish(state, "The sub-team stopped (it cannot ask people).")
-    return state.evolve(phase=phase)
+    return plan.on_phase(state, phase).evolve(phase=phase)
 
 
 def limit_reached(state: ConversationState, why: str) -> ConversationState:

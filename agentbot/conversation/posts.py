@@ -19,9 +19,15 @@ class AgentPost(BaseModel):
     speaker: str
     text: str
     icon: str | None = None  # the agent's emoji (e.g. ":calendar:") when its team names one
+    feedback_turn: int | None = None  # a final answer (its transcript entry): thumbs up / down buttons
+    plan_ref: str | None = None  # a team turn the plan message `plan_ref` shows: posted only without it
+
+    def answer(self, turn: int) -> AgentPost:
+        """This message as the final answer `turn` of the transcript, which people can rate."""
+        return AgentPost(speaker=self.speaker, text=self.text, icon=self.icon, feedback_turn=turn)
 
 
-RunOutcome = Literal["approved", "skipped", "stopped", "expired", "superseded"]
+RunOutcome = Literal["approved", "run_all", "edited", "skipped", "stopped", "expired", "superseded"]
 
 
 class Decision(BaseModel):
@@ -48,6 +54,7 @@ class ApprovalPost(BaseModel):
     expires_at: datetime
     decision: Decision | None = None
     network: str = ""  # the network the run will have, in words (`egress.network_line`)
+    editable: bool = False  # people may edit the code before it runs (one language: `edit.editable_code`)
 
 
 class HostsDecision(BaseModel):
@@ -87,6 +94,7 @@ class ResultPost(BaseModel):
     output_truncated: bool = False
     artifact_names: tuple[str, ...] = ()
     egress: EgressReport | None = None  # hosts contacted and refused (None: the run had no egress proxy)
+    run_all: bool = False  # run without a card, because Run all is on in the thread
 
 
 class UploadPost(BaseModel):
@@ -129,6 +137,36 @@ class MeterPost(BaseModel):
     budget_usd: float | None = None
     tokens: int = 0
     cost_known: bool = True  # False: a model's price is unknown, `spent_usd` counts only the others
+
+
+TaskStatus = Literal["pending", "in_progress", "complete", "error"]
+
+
+class PlanTask(BaseModel):
+    """One step of a team's plan: an agent's turn, with its speaker, status and a short output."""
+
+    model_config = ConfigDict(frozen=True)
+
+    task_id: str
+    title: str
+    status: TaskStatus = "complete"
+    output: str = ""  # the turn's first words
+    details: str = ""  # more of it, shown when the task is opened
+
+
+class PlanPost(BaseModel):
+    """A team's turns since people last acted, as one plan message (Slack: task and plan chunks).
+
+    Posted at the first turn, updated with each one, and `done` once the team waits for people.
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    kind: Literal["plan"] = "plan"
+    title: str
+    tasks: tuple[PlanTask, ...]
+    recipient: str  # the person the plan streams to (Slack asks for one in channels)
+    done: bool = False
 
 
 class SpeakerOption(BaseModel):
@@ -211,6 +249,7 @@ Post = Annotated[
     | NoticePost
     | EphemeralPost
     | MeterPost
+    | PlanPost
     | SpeakerChoicePost
     | SubTeamPost
     | ReportPost,

@@ -11,7 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from agentbot.conversation.code import CodeBlock, EgressGrant
 from agentbot.conversation.events import FileRef
-from agentbot.conversation.posts import Post
+from agentbot.conversation.posts import PlanTask, Post
 from agentbot.conversation.team import Team
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9_-]")
@@ -147,6 +147,17 @@ class Message(BaseModel):
     author_id: str | None = None
 
 
+class Vote(BaseModel):
+    """One person's thumbs up or down on an agent's final answer (the transcript entry `turn`)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    turn: int
+    user_id: str
+    vote: Literal["up", "down"]
+    at: datetime
+
+
 RunStatus = Literal["awaiting_approval", "approved", "running", "done", "skipped", "cancelled", "expired"]
 
 
@@ -162,6 +173,7 @@ class PendingRunChanges(TypedDict, total=False):
     expires_at: datetime
     status: RunStatus
     decided_by: str | None
+    by_run_all: bool
 
 
 class PendingRun(BaseModel):
@@ -178,6 +190,7 @@ class PendingRun(BaseModel):
     expires_at: datetime
     status: RunStatus = "awaiting_approval"
     decided_by: str | None = None
+    by_run_all: bool = False  # approved without a card, because Run all is on
 
     def evolve(self, **changes: Unpack[PendingRunChanges]) -> PendingRun:
         """A copy with `changes`: unlike `model_copy(update=...)`, mypy checks every name and type."""
@@ -358,6 +371,7 @@ class OutboxItem(BaseModel):
 
 
 _TEAM_FIELDS = ("team", "next_speaker", "pick_seq", "delegations", "delegation_seq", "parent", "sub_id")
+# (`plan` and `plan_seq` came after `Teamwork`: they were never stored flat.)
 
 
 class TeamworkChanges(TypedDict, total=False):
@@ -370,6 +384,8 @@ class TeamworkChanges(TypedDict, total=False):
     delegation_seq: int
     parent: ConversationKey | None
     sub_id: str
+    plan: tuple[PlanTask, ...]
+    plan_seq: int
 
 
 class Teamwork(BaseModel):
@@ -384,6 +400,8 @@ class Teamwork(BaseModel):
     delegation_seq: int = 0
     parent: ConversationKey | None = None  # set on a sub-team's conversation: its lead's
     sub_id: str = ""
+    plan: tuple[PlanTask, ...] = ()  # the turns since people last acted (`plan.py`)
+    plan_seq: int = 0  # plan messages shown so far; the open one is `plan:<plan_seq>`
 
     def evolve(self, **changes: Unpack[TeamworkChanges]) -> Teamwork:
         """A copy with `changes`: unlike `model_copy(update=...)`, mypy checks every name and type."""
@@ -416,6 +434,8 @@ class ConversationStateChanges(TypedDict, total=False):
     teamwork: Teamwork
     egress: EgressState
     hosts_ask: HostsAsk | None
+    run_all_by: str | None
+    votes: tuple[Vote, ...]
 
 
 class ConversationState(BaseModel):
@@ -446,6 +466,8 @@ class ConversationState(BaseModel):
     teamwork: Teamwork = Field(default_factory=Teamwork)  # the agent team's own progress
     egress: EgressState = Field(default_factory=EgressState)  # network of the runs (egress proxy lists)
     hosts_ask: HostsAsk | None = None  # the latest run refused hosts that people could allow
+    run_all_by: str | None = None  # who turned on Run all: later proposals run without a card
+    votes: tuple[Vote, ...] = ()  # feedback on final answers, one per person and answer
 
     def evolve(self, **changes: Unpack[ConversationStateChanges]) -> ConversationState:
         """A copy with `changes`: unlike `model_copy(update=...)`, mypy checks every name and type."""
@@ -496,6 +518,19 @@ class ConversationState(BaseModel):
     @property
     def sub_id(self) -> str:
         return self.teamwork.sub_id
+
+    @property
+    def needs_approval(self) -> bool:
+        """Whether a proposed effect (a code run, a tool call) waits for a person: Run all skips that.
+
+        Hosts the egress proxy refused are never covered: they always ask (`engine._ask_hosts`).
+        """
+        return self.policy.needs_approval and self.run_all_by is None
+
+    @property
+    def feedback_counts(self) -> dict[str, int]:
+        """Thumbs up and down on this conversation's answers, counted."""
+        return {vote: sum(v.vote == vote for v in self.votes) for vote in ("up", "down")}
 
     @property
     def total_cost_usd(self) -> float:

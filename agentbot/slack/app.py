@@ -8,10 +8,12 @@ acknowledgement goes back within milliseconds and only once the event is safely 
 dropped blindly: they go through dedupe, so a retry of an event that failed before it was stored still
 gets through, and one that was stored is ignored.
 
-Three entry points start no conversation and make one Slack call of their own: `teams` / `help`
+Five entry points start no conversation and make one Slack call of their own: `teams` / `help`
 (posted in the thread before the ack, so a failure is retried by Slack), a slash command with a task
-(its root message is posted before the conversation is stored in that message's thread), and a
-sub-team's Details button (the modal opened after the ack, within the click's 3-second trigger).
+(its root message is posted before the conversation is stored in that message's thread), a
+sub-team's Details button and an approval card's Edit button (each a modal opened after the ack,
+within the click's 3-second trigger), and the Home tab (`app_home_opened`: published after the ack).
+The Edit modal's submission is a conversation event like a click.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import re
 from collections.abc import Callable
 from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any, Protocol
 
 import redis
@@ -29,29 +32,38 @@ from slack_bolt import App, BoltContext, BoltResponse
 from slack_bolt.request import BoltRequest
 from slack_sdk.errors import SlackApiError, SlackClientError
 
-from agentbot.conversation.events import Event, HumanMessage, PriorMessage, Start
+from agentbot.conversation.events import EditCode, Event, HumanMessage, PriorMessage, Start
 from agentbot.conversation.ports import ConversationStore, JobQueue
 from agentbot.conversation.posts import NoticePost
-from agentbot.conversation.state import ConversationKey
+from agentbot.conversation.state import ConversationKey, ConversationState
 from agentbot.errors import AgentbotError, ConfigError, PlatformError
 from agentbot.settings import Settings
 from agentbot.slack import guide
+from agentbot.slack.home import home_view
 from agentbot.slack.parse import (
     ACTION_PATTERN,
     DETAILS_ACTION,
+    EDIT_ACTION,
+    EDIT_BLOCK,
+    EDIT_CALLBACK,
     Ask,
     DetailsRequest,
+    EditRequest,
+    HomeVisit,
     Inbound,
     SlashCommand,
     parse_action,
     parse_command,
     parse_details,
+    parse_edit,
+    parse_edit_submission,
     parse_event,
+    parse_home,
     prior_messages,
 )
 from agentbot.slack.platform import SlackPlatform
 from agentbot.slack.render import render_command_root
-from agentbot.slack.views import details_view, missing_view
+from agentbot.slack.views import details_view, edit_view, missing_view, notice_view
 from agentbot.teams import Catalog, load_catalog
 
 logger = logging.getLogger(__name__)
@@ -68,6 +80,10 @@ class InboxStore(ConversationStore, Protocol):
 
     def append_event_once(self, key: ConversationKey, event: Event, *, marker: str, ttl: int) -> str | None:
         """Append `event` unless `marker` is set, setting it atomically; None for a duplicate."""
+        ...
+
+    def conversations_of(self, team_id: str, user_id: str, *, limit: int = 50) -> list[ConversationState]:
+        """The conversations `user_id` started or approves, newest first (their Home tab)."""
         ...
 
 
@@ -112,6 +128,40 @@ class Bridge:
         request = parse_details(body)
         if request is not None:
             self.background.submit(self._show_details, request)
+
+    def on_edit(self, body: dict[str, Any]) -> None:
+        """A click on Edit: the proposed code in a modal, opened after the ack."""
+        request = parse_edit(body)
+        if request is not None:
+            self.background.submit(self._show_edit, request)
+
+    def on_edit_submitted(self, body: dict[str, Any]) -> dict[str, str]:
+        """The Edit modal submitted: the edited code goes to the conversation like a click.
+
+        Returns the modal's errors by block (empty: close it), as `view_submission` answers them.
+        """
+        inbound = parse_edit_submission(body)
+        if inbound is None:
+            return {}
+        if isinstance(inbound.event, EditCode) and not inbound.event.code.strip():
+            return {EDIT_BLOCK: "Write the code to run, or cancel."}
+        self.accept(inbound, delivery_id=inbound.event.event_id, bot_user_id=None)
+        return {}
+
+    def on_home(self, body: dict[str, Any]) -> None:
+        """Someone opened the Home tab: theirs is published after the ack."""
+        visit = parse_home(body)
+        if visit is not None:
+            self.background.submit(self.publish_home, visit)
+
+    def publish_home(self, visit: HomeVisit) -> None:
+        """Draw `visit.user_id`'s Home tab from the store: what waits for them, their conversations, teams."""
+        try:
+            conversations = self.store.conversations_of(visit.team_id, visit.user_id)
+            view = home_view(visit.user_id, conversations, self.catalog.describe(), datetime.now(UTC))
+            self.platform.publish_home(visit.user_id, view)
+        except (AgentbotError, redis.RedisError) as exc:
+            logger.warning("home of %s not published: %s", visit.user_id, exc)
 
     def answer(self, ask: Ask) -> None:
         """Reply to `teams` / `help` in the asker's thread, once per delivery; no conversation starts.
@@ -195,6 +245,15 @@ class Bridge:
         except (AgentbotError, redis.RedisError) as exc:
             logger.warning("conversation %s: details not shown: %s", request.key.id, exc)
 
+    def _show_edit(self, request: EditRequest) -> None:
+        """Open the Edit modal, or say in one why this card cannot be edited by this person now."""
+        try:
+            state = self.store.load(request.key)
+            view = _edit_or_refusal(state, request)
+            self.platform.open_view(request.key, view, trigger_id=request.trigger_id)
+        except (AgentbotError, redis.RedisError) as exc:
+            logger.warning("conversation %s: edit form not shown: %s", request.key.id, exc)
+
     def _complete(self, inbound: Inbound, *, bot_user_id: str | None) -> Event | None:
         """The event with what the payload lacks (author name, thread context); None if not for us."""
         event, key = inbound.event, inbound.key
@@ -247,6 +306,17 @@ class Bridge:
         return name
 
 
+def _edit_or_refusal(state: ConversationState | None, request: EditRequest) -> dict[str, Any]:
+    run = state.run if state is not None else None
+    current = run is not None and run.run_id == request.run_id and run.code_hash == request.code_hash
+    if state is None or run is None or not current or run.status != "awaiting_approval":
+        return notice_view("Edit code", "This card is no longer current, so there is nothing to edit.")
+    if request.user_id not in run.approvers:
+        names = ", ".join(f"<@{user}>" for user in run.approvers)
+        return notice_view("Edit code", f"Only {names} can edit and run code in this conversation.")
+    return edit_view(state, run)
+
+
 def build_app(
     settings: Settings,
     *,
@@ -291,6 +361,23 @@ def register_listeners(app: App, *, bridge: Bridge) -> None:
     def on_details(ack: Callable[[], None], body: dict[str, Any]) -> None:
         ack()
         bridge.on_details(body)
+
+    @app.action(EDIT_ACTION)
+    def on_edit(ack: Callable[[], None], body: dict[str, Any]) -> None:
+        ack()
+        bridge.on_edit(body)
+
+    @app.view(EDIT_CALLBACK)
+    def on_edit_submitted(ack: Callable[..., None], body: dict[str, Any]) -> None:
+        errors = bridge.on_edit_submitted(body)
+        if errors:
+            ack(response_action="errors", errors=errors)  # the modal stays open and says why
+        else:
+            ack()  # the modal closes; the thread shows the edit and its run
+
+    @app.event("app_home_opened")
+    def on_home(body: dict[str, Any]) -> None:
+        bridge.on_home(body)
 
     @app.command(re.compile(r"^/"))  # the app's one slash command, whatever it is called (`/agentbot`)
     def on_command(ack: Callable[..., None], body: dict[str, Any]) -> None:

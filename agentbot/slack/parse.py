@@ -22,12 +22,15 @@ from typing import Any, Literal
 from agentbot.conversation.events import (
     AllowHosts,
     Approve,
+    EditCode,
     Event,
     FileRef,
     HumanMessage,
     KeepBlocked,
     PickSpeaker,
     PriorMessage,
+    Rate,
+    RunAll,
     Skip,
     Start,
     Stop,
@@ -38,15 +41,19 @@ from agentbot.teams import split_team_prefix
 Payload = Mapping[str, Any]
 
 RUN_ACTION = "run_code"
+RUN_ALL_ACTION = "run_all"  # Run, and every later proposal of the thread without asking
+EDIT_ACTION = "edit_code"  # opens the Edit modal (its submission is a `view_submission`)
+EDIT_CALLBACK = "edit_code"  # the Edit modal's `callback_id`
+EDIT_BLOCK = "code"  # the Edit modal's input block and element
+FEEDBACK_ACTION = "feedback"  # thumbs up / down under a final answer
 SKIP_ACTION = "skip_code"
 STOP_ACTION = "stop_session"
 ALLOW_HOST_ACTION = "allow_host"  # blocked-hosts card: Allow and run again
 DENY_HOST_ACTION = "deny_host"  # blocked-hosts card: Keep blocked
 PICK_ACTION = "pick_speaker"  # one button per agent: `pick_speaker:<n>` (action ids are unique per block)
 DETAILS_ACTION = "subteam_details"  # a sub-team message's Details button: its transcript in a modal
-ACTION_PATTERN = re.compile(
-    rf"^({RUN_ACTION}|{SKIP_ACTION}|{STOP_ACTION}|{ALLOW_HOST_ACTION}|{DENY_HOST_ACTION}|{PICK_ACTION}(:\d+)?)$"
-)
+_ENGINE_ACTIONS = (RUN_ACTION, RUN_ALL_ACTION, SKIP_ACTION, STOP_ACTION, ALLOW_HOST_ACTION, DENY_HOST_ACTION)
+ACTION_PATTERN = re.compile(rf"^({'|'.join(_ENGINE_ACTIONS)}|{FEEDBACK_ACTION}|{PICK_ACTION}(:\d+)?)$")
 
 # Message subtypes that are still a person writing in the thread; every other subtype (edits,
 # deletions, joins, bot_message, ...) is not human input. https://docs.slack.dev/reference/events/message
@@ -108,6 +115,25 @@ class DetailsRequest:
     trigger_id: str
 
 
+@dataclass(frozen=True)
+class EditRequest:
+    """A click on Edit: open the modal with run `run_id`'s code, for `user_id`, within the trigger's 3 s."""
+
+    key: ConversationKey
+    run_id: str
+    code_hash: str
+    user_id: str
+    trigger_id: str
+
+
+@dataclass(frozen=True)
+class HomeVisit:
+    """Someone opened the bot's Home tab: publish theirs."""
+
+    team_id: str
+    user_id: str
+
+
 def parse_event(body: Payload, *, bot_user_id: str | None) -> Inbound | Ask | None:
     """An Events API envelope as an event for a conversation, or None if it is not one."""
     event = body.get("event")
@@ -134,6 +160,63 @@ def parse_action(body: Payload) -> Inbound | None:
     action, key, user_id = click
     event_id = _action_event_id(body, action)
     return _button_event(action, event_id=event_id, user_id=user_id, key=key)
+
+
+def parse_edit(body: Payload) -> EditRequest | None:
+    """A click on an approval card's Edit button (in the thread or on the Home tab)."""
+    click, trigger_id = _click(body), body.get("trigger_id")
+    if click is None or not isinstance(trigger_id, str) or not trigger_id:
+        return None
+    action, key, user_id = click
+    run_id, code_hash = _button_value(action.get("value"))
+    return EditRequest(key=key, run_id=run_id, code_hash=code_hash, user_id=user_id, trigger_id=trigger_id)
+
+
+def parse_edit_submission(body: Payload) -> Inbound | None:
+    """The Edit modal submitted (`view_submission`): its code, for the run its private metadata names.
+
+    The metadata is only a hint, like a button value: the engine checks the run, its code hash and
+    who submitted against the conversation's state.
+    """
+    view = body.get("view")
+    team, user_id = _team_of(body) or _get(body, "user", "team_id"), _get(body, "user", "id")
+    if body.get("type") != "view_submission" or not isinstance(view, Mapping) or not (team and user_id):
+        return None
+    if view.get("callback_id") != EDIT_CALLBACK:
+        return None
+    meta = _json_object(view.get("private_metadata"))
+    channel, thread = meta.get("channel"), meta.get("thread")
+    if not (isinstance(channel, str) and channel and isinstance(thread, str) and thread):
+        return None
+    key = ConversationKey(team_id=team, channel_id=channel, thread_ts=thread)
+    edit = EditCode(
+        event_id=f"view:{view.get('id') or ''}:{view.get('hash') or ''}",
+        user_id=user_id,
+        user_name=_get(body, "user", "name") or _get(body, "user", "username") or "",
+        run_id=str(meta.get("run_id") or ""),
+        code_hash=str(meta.get("code_hash") or ""),
+        code=submitted_code(view),
+    )
+    return Inbound(key=key, event=edit)
+
+
+def submitted_code(view: Payload) -> str:
+    """The Edit modal's input (`state.values.code.code.value`), "" when it is missing."""
+    value = view.get("state")
+    for name in ("values", EDIT_BLOCK, EDIT_BLOCK, "value"):
+        value = value.get(name) if isinstance(value, Mapping) else None
+    return value if isinstance(value, str) else ""
+
+
+def parse_home(body: Payload) -> HomeVisit | None:
+    """An `app_home_opened` event for the Home tab (the Messages tab is not ours to draw)."""
+    event, team = body.get("event"), _team_of(body)
+    if not isinstance(event, Mapping) or event.get("type") != "app_home_opened" or not team:
+        return None
+    user_id = event.get("user")
+    if not isinstance(user_id, str) or not user_id or event.get("tab", "home") != "home":
+        return None
+    return HomeVisit(team_id=team, user_id=user_id)
 
 
 def parse_command(body: Payload) -> SlashCommand | None:
@@ -339,22 +422,32 @@ def _click(body: Payload) -> tuple[Payload, ConversationKey, str] | None:
     actions = body.get("actions")
     if body.get("type") != "block_actions" or not isinstance(actions, list) or not actions:
         return None
-    action, key, user_id = actions[0], _action_key(body), _get(body, "user", "id")
-    if not isinstance(action, Mapping) or key is None or not user_id:
+    action = actions[0]
+    if not isinstance(action, Mapping):
+        return None
+    key, user_id = _action_key(body, action), _get(body, "user", "id")
+    if key is None or not user_id:
         return None
     return action, key, user_id
 
 
-def _action_key(body: Payload) -> ConversationKey | None:
-    """The thread the clicked card lives in (cards are always posted inside the conversation thread)."""
+def _action_key(body: Payload, action: Payload) -> ConversationKey | None:
+    """The thread the clicked card lives in (cards are always posted inside the conversation thread).
+
+    A click on the Home tab comes from no message: its button names the thread in its value.
+    """
     team = _get(body, "team", "id") or _get(body, "user", "team_id") or _get(body, "enterprise", "id")
-    channel = _get(body, "channel", "id") or _get(body, "container", "channel_id")
-    thread_ts = (
-        _get(body, "message", "thread_ts")
-        or _get(body, "container", "thread_ts")
-        or _get(body, "message", "ts")
-        or _get(body, "container", "message_ts")
-    )
+    if _get(body, "container", "type") == "view":
+        channel, thread_ts = _button_value(action.get("value"), "channel", "thread")
+    else:
+        channel = _get(body, "channel", "id") or _get(body, "container", "channel_id") or ""
+        thread_ts = (
+            _get(body, "message", "thread_ts")
+            or _get(body, "container", "thread_ts")
+            or _get(body, "message", "ts")
+            or _get(body, "container", "message_ts")
+            or ""
+        )
     if not (team and channel and thread_ts):
         return None
     return ConversationKey(team_id=team, channel_id=channel, thread_ts=thread_ts)
@@ -376,10 +469,14 @@ def _button_event(action: Payload, *, event_id: str, user_id: str, key: Conversa
         return Inbound(
             key=key, event=PickSpeaker(event_id=event_id, user_id=user_id, pick_id=pick_id, speaker=speaker)
         )
+    if action_id == FEEDBACK_ACTION:
+        return _feedback(action, event_id=event_id, user_id=user_id, key=key)
     run_id, code_hash = _button_value(action.get("value"))
     event: Event
     if action_id == RUN_ACTION:
         event = Approve(event_id=event_id, user_id=user_id, run_id=run_id, code_hash=code_hash)
+    elif action_id == RUN_ALL_ACTION:
+        event = RunAll(event_id=event_id, user_id=user_id, run_id=run_id, code_hash=code_hash)
     elif action_id == SKIP_ACTION:
         event = Skip(event_id=event_id, user_id=user_id, run_id=run_id)
     elif action_id == STOP_ACTION:
@@ -393,16 +490,29 @@ def _button_event(action: Payload, *, event_id: str, user_id: str, key: Conversa
     return Inbound(key=key, event=event)
 
 
+def _feedback(action: Payload, *, event_id: str, user_id: str, key: ConversationKey) -> Inbound | None:
+    """A thumbs up or down (`feedback_buttons` sends the clicked button's value)."""
+    data = _json_object(action.get("value"))
+    turn, vote = data.get("turn"), data.get("vote")
+    if not isinstance(turn, int) or vote not in ("up", "down"):
+        return None
+    return Inbound(key=key, event=Rate(event_id=event_id, user_id=user_id, turn=turn, vote=vote))
+
+
 def _button_value(value: object, first: str = "run_id", second: str = "code_hash") -> tuple[str, str]:
     """Two string fields of a JSON button value; "" for each that is not there (never raises)."""
+    data = _json_object(value)
+    one, two = data.get(first), data.get(second)
+    return (one if isinstance(one, str) else "", two if isinstance(two, str) else "")
+
+
+def _json_object(value: object) -> dict[str, Any]:
+    """A JSON object given as a string (a button value, a view's metadata); {} for anything else."""
     try:
         data = json.loads(value) if isinstance(value, str) else None
     except ValueError:
-        return "", ""
-    if not isinstance(data, dict):
-        return "", ""
-    one, two = data.get(first), data.get(second)
-    return (one if isinstance(one, str) else "", two if isinstance(two, str) else "")
+        return {}
+    return data if isinstance(data, dict) else {}
 
 
 def _prior(message: Payload, *, bot_user_id: str | None, name_of: Callable[[str], str]) -> PriorMessage:

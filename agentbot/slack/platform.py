@@ -29,12 +29,12 @@ from slack_sdk.http_retry.builtin_handlers import (
 
 from agentbot.conversation.code import Artifact
 from agentbot.conversation.events import FileRef
-from agentbot.conversation.posts import Post
+from agentbot.conversation.posts import PlanPost, Post
 from agentbot.conversation.state import ConversationKey
 from agentbot.errors import PlatformError
 from agentbot.settings import Settings
 from agentbot.slack.files import fetch
-from agentbot.slack.render import SlackMessage, Snippet, render, upload_comment
+from agentbot.slack.render import SlackMessage, Snippet, plan_chunks, render, upload_comment
 
 logger = logging.getLogger(__name__)
 
@@ -79,6 +79,7 @@ class SlackPlatform:
         self._last_update: dict[str, float] = {}
         self._lock = threading.Lock()
         self._no_status: set[str] = set()  # channels where assistant.threads.setStatus was refused
+        self._no_plans: set[str] = set()  # channels where task and plan chunks were refused
 
     @classmethod
     def from_settings(cls, settings: Settings, redis_client: redis.Redis | None = None) -> SlackPlatform:
@@ -95,6 +96,8 @@ class SlackPlatform:
 
     def post(self, key: ConversationKey, post: Post, *, effect_id: str) -> str:
         """Show `post` in the thread; returns the ts of its (first) message."""
+        if isinstance(post, PlanPost):
+            return self._start_plan(key, post)
         rendered = render(post)
         if rendered.ephemeral_user:
             return self._post_ephemeral(key, rendered.messages[0], user_id=rendered.ephemeral_user)
@@ -119,6 +122,9 @@ class SlackPlatform:
 
     def update(self, key: ConversationKey, message_id: str, post: Post) -> None:
         """Replace a message (e.g. a decided approval card), at most about once a second per message."""
+        if isinstance(post, PlanPost):
+            self._update_plan(key, message_id, post)
+            return
         self._pace(key, message_id)
         self.replace(key.channel_id, message_id, render(post).messages[0], where=key.id)
 
@@ -190,6 +196,11 @@ class SlackPlatform:
         with _translated("views.open", key.id):
             self.client.views_open(trigger_id=trigger_id, view=view)
 
+    def publish_home(self, user_id: str, view: dict[str, Any]) -> None:
+        """Show `view` as `user_id`'s Home tab of the bot (`views.publish`)."""
+        with _translated("views.publish", user_id):
+            self.client.views_publish(user_id=user_id, view=view)
+
     def thread_messages(
         self, key: ConversationKey, *, include_metadata: bool = False
     ) -> list[dict[str, Any]]:
@@ -200,6 +211,43 @@ class SlackPlatform:
         return messages
 
     # -- internals ---------------------------------------------------------------------------------
+
+    def _start_plan(self, key: ConversationKey, post: PlanPost) -> str:
+        """Stream a team's plan (`chat.startStream`, task and plan chunks); "" where Slack refuses them.
+
+        A refusal that is not transient (an older workspace, no AI features, an unknown chunk) is the
+        fallback trigger: nothing is shown, so the driver posts the team's messages one by one.
+        """
+        if key.channel_id in self._no_plans:
+            return ""
+        try:
+            with _translated("chat.startStream", key.id):
+                response = self._post_client.chat_startStream(
+                    channel=key.channel_id,
+                    thread_ts=key.thread_ts,
+                    recipient_team_id=key.team_id,
+                    recipient_user_id=post.recipient,
+                    task_display_mode="plan",
+                    chunks=plan_chunks(post),
+                )
+        except PlatformError as exc:
+            if exc.retryable:
+                raise
+            logger.info("conversation %s: no plan display here (%s); one message per agent", key.id, exc)
+            self._no_plans.add(key.channel_id)
+            return ""
+        ts = str(response.get("ts") or "")
+        if post.done and ts:
+            self._update_plan(key, ts, post)
+        return ts
+
+    def _update_plan(self, key: ConversationKey, ts: str, post: PlanPost) -> None:
+        """The plan's tasks again (a `task_update` replaces the task of its id); stopped once done."""
+        with _translated("chat.appendStream", key.id):
+            self.client.chat_appendStream(channel=key.channel_id, ts=ts, chunks=plan_chunks(post))
+        if post.done:
+            with _translated("chat.stopStream", key.id):
+                self.client.chat_stopStream(channel=key.channel_id, ts=ts)
 
     def _post_message(self, key: ConversationKey, message: SlackMessage, *, effect_id: str, part: int) -> str:
         payload: dict[str, Any] = {"effect_id": effect_id}

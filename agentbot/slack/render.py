@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
@@ -26,6 +26,7 @@ from agentbot.conversation.posts import (
     HostsPost,
     MeterPost,
     NoticePost,
+    PlanPost,
     Post,
     ReportPost,
     ResultPost,
@@ -37,8 +38,11 @@ from agentbot.slack.parse import (
     ALLOW_HOST_ACTION,
     DENY_HOST_ACTION,
     DETAILS_ACTION,
+    EDIT_ACTION,
+    FEEDBACK_ACTION,
     PICK_ACTION,
     RUN_ACTION,
+    RUN_ALL_ACTION,
     SKIP_ACTION,
     STOP_ACTION,
 )
@@ -67,9 +71,14 @@ _SUBTEAM_STATUS = {
     "failed": ":x:",
     "cancelled": ":no_entry_sign:",
 }
+RUN_ALL_NOTE = (
+    ":fast_forward: Ran without asking: *Run all* is on in this thread (reply `manual` to turn it off)."
+)
 _LEVEL_EMOJI = {"info": ":information_source:", "warning": ":warning:", "error": ":x:"}
 _OUTCOME = {
     "approved": (":white_check_mark:", "Approved by {who}"),
+    "run_all": (":fast_forward:", "Approved by {who}, with every later run in this thread (Run all)"),
+    "edited": (":pencil2:", "Edited by {who}; the edited code runs instead"),
     "skipped": (":next_track_button:", "Skipped by {who}"),
     "stopped": (":octagonal_sign:", "Stopped by {who}"),
     "expired": (":hourglass:", "Expired"),
@@ -129,12 +138,33 @@ def render(post: Post) -> Rendered:
 def render_agent(post: AgentPost) -> Rendered:
     """An agent's markdown in `markdown` blocks under the agent's name, split or attached when long."""
     who = {"username": post.speaker, "icon_emoji": post.icon or agent_icon(post.speaker)}
-    return _markdown_messages(
+    rendered = _markdown_messages(
         post.text,
         fallback_prefix=f"{post.speaker}: ",
         who=who,
         snippet_name=f"{_slug(post.speaker)}-message.md",
     )
+    if post.feedback_turn is None:
+        return rendered
+    *head, last = rendered.messages
+    rated = replace(last, blocks=(*last.blocks, feedback_block(post.feedback_turn)))
+    return replace(rendered, messages=(*head, rated))
+
+
+def feedback_block(turn: int) -> Block:
+    """Thumbs up / down under a final answer (Slack's `feedback_buttons` in a `context_actions` block)."""
+
+    def button(label: str, vote: str, spoken: str) -> Block:
+        value = json.dumps({"turn": turn, "vote": vote})
+        return {"text": {"type": "plain_text", "text": label}, "value": value, "accessibility_label": spoken}
+
+    element = {
+        "type": "feedback_buttons",
+        "action_id": FEEDBACK_ACTION,
+        "positive_button": button(":thumbsup:", "up", "Good answer"),
+        "negative_button": button(":thumbsdown:", "down", "Bad answer"),
+    }
+    return {"type": "context_actions", "block_id": f"feedback-{turn}", "elements": [element]}
 
 
 def render_notice(post: NoticePost) -> Rendered:
@@ -193,6 +223,8 @@ def render_result(post: ResultPost) -> Rendered:
         blocks.append(context_block(notes))
     if audit := audit_line(post.egress):
         blocks.append(context_block(f":globe_with_meridians: {escape(audit)}"))
+    if post.run_all:
+        blocks.append(context_block(RUN_ALL_NOTE))
     snippet = Snippet(f"run-{_slug(post.run_id)}-output.txt", post.output, "Full output") if cut else None
     return Rendered(messages=(SlackMessage(text=headline, blocks=tuple(blocks)),), snippet=snippet)
 
@@ -287,7 +319,40 @@ def render_report(post: ReportPost) -> Rendered:
     return Rendered(messages=(SlackMessage(text=text, blocks=(context_block(text),)),))
 
 
+_TASK_ICONS = {
+    "pending": ":white_circle:",
+    "in_progress": ":gear:",
+    "complete": ":white_check_mark:",
+    "error": ":x:",
+}
+
+
+def render_plan(post: PlanPost) -> Rendered:
+    """A team's plan as plain blocks, one line per task (where task and plan chunks cannot be streamed)."""
+    lines = [f"{_TASK_ICONS[t.status]} *{escape(t.title)}*: {escape(t.output)}" for t in post.tasks]
+    head = f":clipboard: *{escape(post.title)}*"
+    text = truncate(f"{head}\n" + "\n".join(lines), SECTION_LIMIT)
+    return Rendered(
+        messages=(SlackMessage(text=truncate(post.title, FALLBACK_LIMIT), blocks=(section_block(text),)),)
+    )
+
+
+def plan_chunks(post: PlanPost) -> list[Block]:
+    """The plan as Slack's streaming chunks: its title (`plan_update`), then each task (`task_update`)."""
+    chunks: list[Block] = [{"type": "plan_update", "title": truncate(post.title, 256)}]
+    for task in post.tasks:
+        chunk: Block = {"type": "task_update", "id": task.task_id, "title": truncate(task.title, 256)}
+        chunk["status"] = task.status
+        if task.output:
+            chunk["output"] = truncate(task.output, 256)
+        if task.details:
+            chunk["details"] = truncate(task.details, 256)
+        chunks.append(chunk)
+    return chunks
+
+
 _RENDERERS: dict[str, Callable[[Any], Rendered]] = {
+    "plan": render_plan,
     "agent": render_agent,
     "approval": render_approval,
     "hosts": render_hosts,
@@ -516,9 +581,24 @@ def _buttons(post: ApprovalPost) -> Block:
         "block_id": f"approval-{_slug(post.run_id)}"[:255],
         "elements": [
             _button("Run", RUN_ACTION, value, style="primary"),
+            {**_button("Run all in this thread", RUN_ALL_ACTION, value), "confirm": _run_all_confirm()},
+            *([_button("Edit", EDIT_ACTION, value)] if post.editable else []),
             _button("Skip", SKIP_ACTION, value),
             {**_button("Stop", STOP_ACTION, value, style="danger"), "confirm": confirm},
         ],
+    }
+
+
+def _run_all_confirm() -> Block:
+    return {
+        "title": {"type": "plain_text", "text": "Run all in this thread?"},
+        "text": {
+            "type": "mrkdwn",
+            "text": "This code and every later proposal in this thread run without asking, until someone "
+            "replies `manual` or presses Stop. Blocked hosts still ask.",
+        },
+        "confirm": {"type": "plain_text", "text": "Run all"},
+        "deny": {"type": "plain_text", "text": "Cancel"},
     }
 
 

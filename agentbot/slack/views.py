@@ -1,16 +1,20 @@
-"""Modals (`views.open`): a sub-team's whole conversation behind its message's Details button."""
+"""Modals (`views.open`): a sub-team's whole conversation behind Details, and the Edit-before-run form."""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
-from agentbot.conversation.state import ConversationState, Message
+from agentbot.conversation.edit import editable_code
+from agentbot.conversation.state import ConversationState, Message, PendingRun
+from agentbot.slack.parse import EDIT_BLOCK, EDIT_CALLBACK
 from agentbot.slack.render import context_block, escape, section_block, truncate
 
 View = dict[str, Any]
 
 TITLE_LIMIT = 24  # a modal's title and button labels
 BLOCK_LIMIT = 100  # blocks in one modal
+INPUT_LIMIT = 3_000  # characters a `plain_text_input` holds (its largest `max_length`)
 _SHOWN = BLOCK_LIMIT - 3  # room for the heading, a divider and the "earlier messages" note
 
 
@@ -46,3 +50,46 @@ def _modal(title: str, blocks: list[dict[str, Any]]) -> View:
         "close": {"type": "plain_text", "text": "Close"},
         "blocks": blocks[:BLOCK_LIMIT],
     }
+
+
+def edit_view(state: ConversationState, run: PendingRun) -> View:
+    """The Edit form: the proposed code in a multiline input; submitting runs what it then holds.
+
+    Its private metadata names the thread and the run (the submission carries no message or channel).
+    """
+    code = editable_code(run.blocks)
+    if code is None or len(code) > INPUT_LIMIT:
+        why = "blocks in several languages" if code is None else f"more than {INPUT_LIMIT:,} characters"
+        return _modal("Edit code", [section_block(f"This code cannot be edited here ({why}).")])
+    metadata = {
+        "channel": state.key.channel_id,
+        "thread": state.key.thread_ts,
+        "run_id": run.run_id,
+        "code_hash": run.code_hash,
+    }
+    language = run.blocks[0].language
+    field = {
+        "type": "input",
+        "block_id": EDIT_BLOCK,
+        "label": {"type": "plain_text", "text": f"Code ({language})"},
+        "element": {
+            "type": "plain_text_input",
+            "action_id": EDIT_BLOCK,
+            "multiline": True,
+            "initial_value": code,
+            "max_length": INPUT_LIMIT,
+        },
+    }
+    note = context_block("Submitting runs this code now. The assistant sees what you changed, as a diff.")
+    return {
+        **_modal("Edit code", [field, note]),
+        "callback_id": EDIT_CALLBACK,
+        "private_metadata": json.dumps(metadata),
+        "submit": {"type": "plain_text", "text": "Run edited code"},
+        "close": {"type": "plain_text", "text": "Cancel"},
+    }
+
+
+def notice_view(title: str, text: str) -> View:
+    """A modal that only says something (an Edit that is not possible, or not allowed)."""
+    return _modal(title, [section_block(text)])

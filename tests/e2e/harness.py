@@ -484,7 +484,70 @@ class Stack:
             urlencode({"payload": json.dumps(payload)}).encode(), "application/x-www-form-urlencoded"
         )
 
+    def click_home(self, user: str, action_id: str, *, containing: str = "") -> int:
+        """Click a button on `user`'s Home tab (the first `action_id` whose block mentions `containing`).
+
+        A Home click comes from a view: no channel, no message; the button's value names the thread.
+        """
+        self._clicks += 1
+        view = self.home(user)
+        actions = [b for b in view["blocks"] if b.get("type") == "actions" and containing in json.dumps(b)]
+        button = next(e for b in actions for e in b["elements"] if e["action_id"] == action_id)
+        payload = {
+            "type": "block_actions", "team": {"id": TEAM_ID, "domain": "acme"},
+            "user": {"id": user, "username": user.lower(), "name": user.lower(), "team_id": TEAM_ID},
+            "api_app_id": "A0E2E", "token": "legacy",
+            "trigger_id": f"{self._clicks}.{uuid.uuid4().hex[:10]}",
+            "container": {"type": "view", "view_id": f"VH{user}"},
+            "view": {"id": f"VH{user}", "type": "home", "blocks": view["blocks"]},
+            "actions": [{"action_id": action_id, "block_id": actions[0].get("block_id", "home"),
+                         "type": "button", "value": button["value"], "action_ts": f"{time.time():.6f}"}],
+        }  # fmt: skip
+        return self.post(
+            urlencode({"payload": json.dumps(payload)}).encode(), "application/x-www-form-urlencoded"
+        )
+
+    def open_home(self, user: str) -> int:
+        """`user` opens the bot's Home tab (an `app_home_opened` event)."""
+        event = {"type": "app_home_opened", "user": user, "tab": "home", "ts": f"{time.time():.6f}"}
+        return self.event(event)
+
+    def submit_view(self, view: Mapping[str, Any], values: Mapping[str, str], *, user: str) -> int:
+        """Submit a modal the bot opened, with `values` typed into its inputs (block id -> text)."""
+        state = {
+            block_id: {block_id: {"type": "plain_text_input", "value": text}}
+            for block_id, text in values.items()
+        }
+        payload = {
+            "type": "view_submission", "team": {"id": TEAM_ID, "domain": "acme"},
+            "user": {"id": user, "username": user.lower(), "name": user.lower(), "team_id": TEAM_ID},
+            "api_app_id": "A0E2E", "token": "legacy", "trigger_id": f"{time.time():.6f}.x",
+            "view": {**view, "id": view.get("id") or f"V{uuid.uuid4().hex[:8]}",
+                     "hash": f"{time.time():.6f}", "state": {"values": state}},
+        }  # fmt: skip
+        return self.post(
+            urlencode({"payload": json.dumps(payload)}).encode(), "application/x-www-form-urlencoded"
+        )
+
     # -- Slack's side: what people see ---------------------------------------------------------------
+
+    def home(self, user: str) -> dict[str, Any]:
+        """The Home tab last published for `user` ({} before the first)."""
+        view: dict[str, Any] | None = self._control(f"home?user={user}")
+        return view or {}
+
+    def wait_for_home(self, user: str, needle: str, *, timeout: float = 30) -> dict[str, Any]:
+        """Wait until `user`'s Home tab shows `needle`; returns it."""
+        self.wait_until(
+            lambda: needle in json.dumps(self.home(user)),
+            timeout=timeout,
+            what=f"{needle!r} on {user}'s Home",
+        )
+        return self.home(user)
+
+    def opened_views(self) -> list[dict[str, Any]]:
+        """The modals the bot opened (`views.open`), oldest first."""
+        return [call["args"]["view"] for call in self.calls("views.open")]
 
     def _control(self, route: str, data: Mapping[str, Any] | None = None) -> Any:
         url = f"{self.slack_url}/_control/{route}"

@@ -10,6 +10,7 @@ Web API and `GET /_calls`, and adds, for the test driving it from another proces
 - `POST /_control/message` `{"channel", "user", "text", "thread_ts", "extra"}` → `{"ts"}`
 - `GET /_control/thread?channel=C&ts=T`: the thread's messages (metadata included), root first
 - `GET /_control/uploads`: completed uploads, each file's bytes as `content_b64`
+- `GET /_control/home?user=U`: the Home tab last published for that person (`null` if none)
 """
 
 from __future__ import annotations
@@ -43,6 +44,8 @@ class ControlledSlackHandler(_SlackHandler):
             self.send_json(200, self.fake.thread(args.get("channel", ""), args.get("ts", "")))
         elif route == "uploads":
             self.send_json(200, [_encoded(upload) for upload in self.fake.uploaded()])
+        elif route == "home":
+            self.send_json(200, self.fake.home(args.get("user", "")))
         else:
             self.send_json(404, {"ok": False, "error": "no_such_control"})
 

@@ -16,18 +16,30 @@ from agentbot.errors import PlatformError
 
 
 class RecordingPlatform:
-    """Appends every call as JSON to the Redis list `<prefix>:calls`; files to download come from a dict."""
+    """Appends every call as JSON to the Redis list `<prefix>:calls`; files to download come from a dict.
+
+    Like a workspace without AI features it shows no team plans (a plan post returns no message id,
+    so the agents' messages are posted one by one), unless made with `plans=True`.
+    """
 
     def __init__(
-        self, client: redis.Redis, *, prefix: str = "test:platform", files: dict[str, bytes] | None = None
+        self,
+        client: redis.Redis,
+        *,
+        prefix: str = "test:platform",
+        files: dict[str, bytes] | None = None,
+        plans: bool = False,
     ):
         self._redis = client
         self._prefix = prefix
         self._files = files or {}
+        self._plans = plans
 
     def post(self, key: ConversationKey, post: Post, *, effect_id: str) -> str:
         message_id = f"m{self._redis.incr(f'{self._prefix}:seq')}"
         self._redis.hset(f"{self._prefix}:effects", effect_id, message_id)
+        if post.kind == "plan" and not self._plans:
+            message_id = ""
         self._record(
             "post", key, post=post.model_dump(mode="json"), effect_id=effect_id, message_id=message_id
         )

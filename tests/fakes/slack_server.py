@@ -45,7 +45,9 @@ BOT_USER_ID = "UBOT"
 BOT_ID = "BBOT"
 TEAM_ID = "T0001"
 TOKEN = "xoxb-test-token"
-_JSON_FIELDS = ("blocks", "metadata", "files", "attachments", "loading_messages")
+_JSON_FIELDS = ("blocks", "metadata", "files", "attachments", "loading_messages", "view", "chunks")
+_CHUNK_TYPES = {"markdown_text", "task_update", "plan_update", "blocks"}
+_TASK_CHUNKS = {"task_update", "plan_update"}
 
 
 @dataclass(frozen=True)
@@ -88,6 +90,8 @@ class FakeSlackState:
     redirects: dict[str, str] = field(default_factory=dict)  # /files/<id> answered with a 302 there
     failures: dict[str, list[_Failure]] = field(default_factory=dict)
     users: dict[str, dict[str, Any]] = field(default_factory=dict)
+    homes: dict[str, dict[str, Any]] = field(default_factory=dict)  # views.publish: user id -> view
+    plans: bool = False  # task and plan chunks accepted (a workspace with AI features); else refused
     lock: threading.Lock = field(default_factory=threading.Lock)
     _clock: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
 
@@ -98,8 +102,8 @@ class FakeSlackState:
 class FakeSlack:
     """The fake Slack Web API, serving on 127.0.0.1 at a free port until `close()`."""
 
-    def __init__(self, *, port: int = 0, token: str = TOKEN) -> None:
-        self.state = FakeSlackState(token=token)
+    def __init__(self, *, port: int = 0, token: str = TOKEN, plans: bool = False) -> None:
+        self.state = FakeSlackState(token=token, plans=plans)
         handler = type("BoundSlackHandler", (_SlackHandler,), {"state": self.state, "fake": self})
         self.httpd = LoopbackHTTPServer(("127.0.0.1", port), handler)
         self.httpd.daemon_threads = True
@@ -230,6 +234,11 @@ class FakeSlack:
                 return True
             time.sleep(0.005)
         return predicate()
+
+    def home(self, user_id: str) -> dict[str, Any] | None:
+        """The Home tab last published for `user_id` (`views.publish`), or None."""
+        with self.state.lock:
+            return self.state.homes.get(user_id)
 
     def reset(self) -> None:
         with self.state.lock:
@@ -502,6 +511,102 @@ def _views_open(handler: _SlackHandler, args: dict[str, Any]) -> dict[str, Any]:
     return {"ok": True, "view": {"id": f"V{handler.state.next_ts().replace('.', '')}", **view}}
 
 
+def _views_publish(handler: _SlackHandler, args: dict[str, Any]) -> dict[str, Any]:
+    """A Home tab, checked like Slack: `type: home`, at most 100 blocks, unique block ids."""
+    view = args.get("view")
+    if isinstance(view, str):
+        view = json.loads(view)
+    user_id = str(args.get("user_id") or "")
+    if not user_id:
+        return {"ok": False, "error": "invalid_arguments"}
+    if not isinstance(view, dict) or view.get("type") != "home" or len(view.get("blocks") or []) > 100:
+        return {"ok": False, "error": "invalid_arguments"}
+    ids = [b["block_id"] for b in view["blocks"] if "block_id" in b]
+    if len(ids) != len(set(ids)):
+        return {"ok": False, "error": "duplicate_block_id"}
+    with handler.state.lock:
+        handler.state.homes[user_id] = view
+    return {"ok": True, "view": {"id": f"VH{user_id}", **view}}
+
+
+def _start_stream(handler: _SlackHandler, args: dict[str, Any]) -> dict[str, Any]:
+    """A streamed message in a thread; in a channel it needs its recipient (user and team)."""
+    channel, thread_ts = str(args.get("channel") or ""), args.get("thread_ts")
+    if not channel or not thread_ts:
+        return {"ok": False, "error": "invalid_arguments"}
+    if not channel.startswith("D") and not (args.get("recipient_user_id") and args.get("recipient_team_id")):
+        return {"ok": False, "error": "missing_recipient_user_id"}
+    refused = _refused_chunks(handler.state, args)
+    if refused:
+        return {"ok": False, "error": refused}
+    state = handler.state
+    with state.lock:
+        message: dict[str, Any] = {
+            "type": "message", "subtype": "bot_message", "bot_id": BOT_ID, "user": BOT_USER_ID,
+            "ts": state.next_ts(), "thread_ts": thread_ts, "text": "", "blocks": [],
+            "username": args.get("username"), "icon_emoji": args.get("icon_emoji"),
+            "stream": {"state": "streaming", "mode": args.get("task_display_mode") or "timeline",
+                       "title": "", "tasks": {}},
+        }  # fmt: skip
+        _apply_chunks(message, args)
+        state.messages.setdefault(channel, []).append(message)
+    return {"ok": True, "channel": channel, "ts": message["ts"]}
+
+
+def _append_stream(handler: _SlackHandler, args: dict[str, Any]) -> dict[str, Any]:
+    return _streamed(handler, args, stop=False)
+
+
+def _stop_stream(handler: _SlackHandler, args: dict[str, Any]) -> dict[str, Any]:
+    return _streamed(handler, args, stop=True)
+
+
+def _streamed(handler: _SlackHandler, args: dict[str, Any], *, stop: bool) -> dict[str, Any]:
+    """More chunks for a streaming message (`chat.appendStream`), or its end (`chat.stopStream`)."""
+    refused = _refused_chunks(handler.state, args)
+    if refused:
+        return {"ok": False, "error": refused}
+    channel, ts = str(args.get("channel") or ""), args.get("ts")
+    with handler.state.lock:
+        message = next((m for m in handler.state.messages.get(channel, []) if m["ts"] == ts), None)
+        if message is None:
+            return {"ok": False, "error": "message_not_found"}
+        if (message.get("stream") or {}).get("state") != "streaming":
+            return {"ok": False, "error": "message_not_in_streaming_state"}
+        _apply_chunks(message, args)
+        if stop:
+            message["stream"]["state"] = "stopped"
+    return {"ok": True, "channel": channel, "ts": ts}
+
+
+def _refused_chunks(state: FakeSlackState, args: dict[str, Any]) -> str:
+    """Why Slack would refuse these chunks ("" when it would not)."""
+    chunks = args.get("chunks") or []
+    if not isinstance(chunks, list) or any(
+        not isinstance(c, dict) or c.get("type") not in _CHUNK_TYPES for c in chunks
+    ):
+        return "invalid_chunks"
+    if not state.plans and any(c["type"] in _TASK_CHUNKS for c in chunks):
+        return "feature_not_enabled"
+    return ""
+
+
+def _apply_chunks(message: dict[str, Any], args: dict[str, Any]) -> None:
+    """What people see after these chunks: streamed text, the plan's title and its tasks by id."""
+    stream = message["stream"]
+    text = str(args.get("markdown_text") or "")
+    for chunk in args.get("chunks") or []:
+        if chunk["type"] == "markdown_text":
+            text += str(chunk.get("text") or "")
+        elif chunk["type"] == "plan_update":
+            stream["title"] = chunk.get("title", "")
+        elif chunk["type"] == "task_update":
+            stream["tasks"][chunk["id"]] = {**stream["tasks"].get(chunk["id"], {}), **chunk}
+    stream["text"] = stream.get("text", "") + text
+    lines = [f"{t.get('title')} ({t.get('status')}): {t.get('output', '')}" for t in stream["tasks"].values()]
+    message["text"] = "\n".join(part for part in (stream["title"], stream["text"], *lines) if part)
+
+
 def _ok(handler: _SlackHandler, args: dict[str, Any]) -> dict[str, Any]:
     return {"ok": True}
 
@@ -525,6 +630,10 @@ _METHODS: dict[str, Callable[[_SlackHandler, dict[str, Any]], dict[str, Any]]] =
     "files.getUploadURLExternal": _get_upload_url,
     "files.completeUploadExternal": _complete_upload,
     "views.open": _views_open,
+    "views.publish": _views_publish,
+    "chat.startStream": _start_stream,
+    "chat.appendStream": _append_stream,
+    "chat.stopStream": _stop_stream,
     "reactions.add": _ok,
     "reactions.remove": _ok,
     "assistant.threads.setStatus": _ok,

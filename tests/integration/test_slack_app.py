@@ -273,6 +273,8 @@ def test_approval_card_then_run_by_the_requester_posts_output_and_the_png(bot: B
     (card,) = bot.cards(root)
     assert [b["action_id"] for b in card["blocks"][-1]["elements"]] == [
         "run_code",
+        "run_all",
+        "edit_code",
         "skip_code",
         "stop_session",
     ]

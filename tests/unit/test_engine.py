@@ -208,7 +208,8 @@ def test_reply_is_recorded_posted_and_counted_as_a_turn() -> None:
     state = reply(started(), "Which date range do you mean?")
     last = state.transcript[-1]
     assert (last.speaker, last.role, last.kind) == ("assistant", "assistant", "agent")
-    assert posts(state) == [AgentPost(speaker="assistant", text="Which date range do you mean?")]
+    question = AgentPost(speaker="assistant", text="Which date range do you mean?", feedback_turn=1)
+    assert posts(state) == [question]  # a question to the people is an answer they can rate
     assert state.turns == 1
 
 
@@ -232,6 +233,7 @@ def test_reply_with_code_under_approval_always_posts_an_approval_card() -> None:
         approvers=(STARTER,),
         expires_at=NOW + timedelta(seconds=3600),
         network="network: none (no internet)",  # a conversation started without egress lists
+        editable=True,
     )
     assert engine.next_action(state) == engine.Wait()
 

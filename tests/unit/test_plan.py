@@ -1,117 +1,65 @@
-"""Table tests for `plan_run`: file names, commands and the filenames that must never leave the workspace."""
+"""A team's turns as a plan: one task per turn, the messages folded into it, closed when people act."""
 
 from __future__ import annotations
 
-import pytest
-
-from agentbot.conversation.code import CodeBlock, Language
-from agentbot.sandbox.plan import PlanError, Step, plan_run, safe_filename
-
-
-def _one(code: str, language: Language = "python", filename: str | None = None) -> Step:
-    [step] = plan_run([CodeBlock(code=code, language=language, filename=filename)])
-    return step
+from agentbot.conversation import engine
+from agentbot.conversation.posts import AgentPost, PlanPost
+from agentbot.conversation.state import ConversationState, Phase
+from agentbot.conversation.team import Team
+from tests.unit.test_team_engine import group, speak, started
 
 
-def test_python_block_without_filename_gets_a_generated_py_name() -> None:
-    step = _one("print(1)")
-    assert step.filename.startswith("tmp_code_")
-    assert step.filename.endswith(".py")
-    assert step.argv == ("python", step.filename)
-    assert step.content == "print(1)"
+def items(state: ConversationState, kind: str) -> list[tuple[str | None, str | None, object]]:
+    return [(i.ref, i.update_ref, i.post) for i in state.outbox if i.post.kind == kind]
 
 
-def test_shell_block_runs_with_sh_from_a_generated_sh_name() -> None:
-    step = _one("echo hi", "sh")
-    assert step.filename.startswith("tmp_code_")
-    assert step.filename.endswith(".sh")
-    assert step.argv == ("sh", step.filename)
+def test_each_turn_becomes_a_task_of_one_plan_and_the_message_is_its_fallback() -> None:
+    state = started(group())
+    _, state = speak(state, "I plan: first the budget, then the dates.")
+    (first,) = items(state, "plan")
+    assert first[0] == "plan:0" and first[1] is None
+    plan = first[2]
+    assert isinstance(plan, PlanPost) and not plan.done and plan.recipient == "U_ANA"
+    assert [(t.title, t.status) for t in plan.tasks] == [("planner", "complete")]
+    assert plan.tasks[0].output.startswith("I plan: first the budget")
+    (agent,) = [post for *_, post in items(state, "agent")]
+    assert isinstance(agent, AgentPost) and agent.plan_ref == "plan:0"
+
+    state = engine.mark_sent(state, state.outbox[0], "1700000001.000200")  # the plan is up
+    _, state = speak(state, "Critique: the dates are tight.")
+    latest = items(state, "plan")[-1]
+    assert latest[:2] == (None, "plan:0")  # an update of the same plan message
+    assert isinstance(latest[2], PlanPost) and [t.title for t in latest[2].tasks] == ["planner", "coder"]
 
 
-def test_generated_name_depends_on_the_code_only() -> None:
-    assert _one("print(1)").filename == _one("print(1)").filename
-    assert _one("print(1)").filename != _one("print(2)").filename
+def test_updates_not_yet_sent_are_replaced_not_repeated() -> None:
+    state = started(group())
+    _, state = speak(state, "One.")
+    _, state = speak(state, "Two.")
+    plans = items(state, "plan")
+    assert len(plans) == 1 and isinstance(plans[0][2], PlanPost) and len(plans[0][2].tasks) == 2
 
 
-@pytest.mark.parametrize(
-    ("code", "filename", "expected"),
-    [
-        ("# filename: plot.py\nprint(1)", "plot.py", "plot.py"),
-        ("print(1)", "src/app.py", "src/app.py"),
-        ("print(1)", "./a.py", "a.py"),
-        ("print(1)", "src//pkg/./m.py", "src/pkg/m.py"),
-        ("print(1)", "  spaced.py  ", "spaced.py"),
-        ("# filename: from_code.py\nprint(1)", None, "from_code.py"),
-        ("#filename:tight.py\nprint(1)", None, "tight.py"),
-        ("# FileName: upper.py\nprint(1)", None, "upper.py"),
-        ("# filename: given.py\nprint(1)", "wins.py", "wins.py"),
-    ],
-)
-def test_filename_is_taken_from_the_block_or_its_first_line(
-    code: str, filename: str | None, expected: str
-) -> None:
-    step = _one(code, filename=filename)
-    assert step.filename == expected
-    assert step.argv == ("python", expected)
-    assert step.content == code
+def test_when_the_team_waits_for_people_the_plan_is_done_and_the_answer_is_posted_in_full() -> None:
+    state = started(group())
+    _, state = speak(state, "Plan ready.")
+    _, state = speak(state, "All done. TERMINATE")
+    assert state.phase is Phase.AWAITING_HUMAN
+    plan = items(state, "plan")[-1][2]
+    assert isinstance(plan, PlanPost) and plan.done
+    answer = [post for *_, post in items(state, "agent")][-1]
+    assert isinstance(answer, AgentPost) and answer.plan_ref is None and answer.feedback_turn is not None
+    assert state.teamwork.plan == () and state.teamwork.plan_seq == 1
 
 
-def test_filename_comment_below_the_first_line_is_ignored() -> None:
-    assert _one("print(1)\n# filename: late.py").filename.startswith("tmp_code_")
+def test_the_built_in_pair_shows_no_plan() -> None:
+    state = started(None)
+    _, state = speak(state, "Here is the answer. TERMINATE")
+    assert items(state, "plan") == []
 
 
-@pytest.mark.parametrize(
-    "filename",
-    [
-        "",
-        "   ",
-        "/etc/passwd",
-        "/tmp/x.py",
-        "../x.py",
-        "a/../../x.py",
-        "a/../b.py",
-        "..",
-        ".",
-        "-c",
-        "--help.py",
-        "a\x00b.py",
-        "a\nb.py",
-        "a\\..\\x.py",
-        "x" * 300 + ".py",
-    ],
-)
-def test_unsafe_or_malformed_filenames_are_refused(filename: str) -> None:
-    with pytest.raises(PlanError):
-        _one("print(1)", filename=filename)
-
-
-def test_unsafe_filename_in_the_first_line_is_refused() -> None:
-    with pytest.raises(PlanError, match=r"\.\."):
-        _one("# filename: ../escape.py\nprint(1)")
-
-
-def test_one_unsafe_block_refuses_the_whole_run() -> None:
-    blocks = [
-        CodeBlock(code="print(1)", language="python"),
-        CodeBlock(code="print(2)", language="python", filename="/abs.py"),
-    ]
-    with pytest.raises(PlanError):
-        plan_run(blocks)
-
-
-def test_blocks_keep_their_order() -> None:
-    blocks = [
-        CodeBlock(code="echo 1", language="sh", filename="one.sh"),
-        CodeBlock(code="print(2)", language="python", filename="two.py"),
-    ]
-    assert [step.argv for step in plan_run(blocks)] == [("sh", "one.sh"), ("python", "two.py")]
-
-
-def test_safe_filename_is_usable_for_shared_files() -> None:
-    assert safe_filename("data/prices.csv") == "data/prices.csv"
-    with pytest.raises(PlanError):
-        safe_filename("../prices.csv")
-
-
-def test_filename_comment_without_a_name_is_no_filename() -> None:
-    assert _one("# filename:\nprint(1)").filename.startswith("tmp_code_")
+def test_a_sub_team_shows_no_plan() -> None:
+    team: Team = group()
+    state = started(team).evolve_team(parent=started(team).key.evolve(thread_ts="1"))
+    _, state = speak(state, "Working.")
+    assert items(state, "plan") == []

@@ -184,7 +184,7 @@ def test_agent_text_never_pings_the_channel() -> None:
         assert "<!channel>" not in text and "<!here" not in text and "<!subteam" not in text
 
 
-def test_approval_card_shows_code_language_and_three_buttons() -> None:
+def test_approval_card_shows_code_language_and_its_buttons() -> None:
     code = 'print("```")\nprint("<b>&</b>")'
     rendered = render(card(CodeBlock(code=code, language="python", filename="hello.py")))
     (message,) = rendered.messages
@@ -193,8 +193,10 @@ def test_approval_card_shows_code_language_and_three_buttons() -> None:
     assert "python" in blocks[1]["elements"][0]["text"] and "hello.py" in blocks[1]["elements"][0]["text"]
     actions = blocks[-1]
     assert actions["type"] == "actions"
-    run, skip, stop = actions["elements"]
+    run, run_all, skip, stop = actions["elements"]  # not editable: no Edit button
     assert (run["action_id"], run["style"], run["text"]["text"]) == ("run_code", "primary", "Run")
+    assert (run_all["action_id"], run_all["value"]) == ("run_all", run["value"])
+    assert run_all["confirm"]["confirm"]["text"] == "Run all" and "style" not in run_all
     assert (skip["action_id"], skip["text"]["text"]) == ("skip_code", "Skip") and "style" not in skip
     assert (stop["action_id"], stop["style"], stop["text"]["text"]) == ("stop_session", "danger", "Stop")
     assert stop["confirm"]["confirm"]["text"] == "Stop"

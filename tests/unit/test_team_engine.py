@@ -137,7 +137,9 @@ def test_termination_hands_the_word_to_the_people() -> None:
 
 def test_agent_messages_carry_their_speaker_name_and_icon() -> None:
     _, state = speak(started(group()), "I plan.")
-    assert posts(state, AgentPost) == [AgentPost(speaker="planner", text="I plan.", icon=":memo:")]
+    assert posts(state, AgentPost) == [
+        AgentPost(speaker="planner", text="I plan.", icon=":memo:", plan_ref="plan:0")
+    ]
 
 
 def test_each_agent_sees_its_own_messages_as_assistant_and_the_others_by_name() -> None:
