@@ -12,12 +12,13 @@ from __future__ import annotations
 import hashlib
 from datetime import datetime, timedelta
 
-from agentbot.conversation import delegation, speakers
+from agentbot.conversation import delegation, speakers, toolcalls
 
 # Re-exported (see pyproject's mypy section): callers use the engine as the conversation's one API.
 from agentbot.conversation.actions import (  # noqa: F401
     Action,
     CallLLM,
+    CallTool,
     CancelSubTeams,
     Delegate,
     ImportFiles,
@@ -41,7 +42,7 @@ from agentbot.conversation.events import (
     Stop,
     SubTeamUpdate,
 )
-from agentbot.conversation.llm import Completion
+from agentbot.conversation.llm import Completion, ToolSpec
 from agentbot.conversation.moves import add_usage as _add_usage
 from agentbot.conversation.moves import budget_text, mark_sending, mark_sent, meter, over_budget, usage_text  # noqa: F401
 from agentbot.conversation.moves import emit as _emit
@@ -84,7 +85,7 @@ _RUN_STATUS: dict[RunOutcome, RunStatus] = {
     "expired": "expired",
     "superseded": "cancelled",
 }
-_WAITING_FOR_OTHERS = (Phase.RUNNING, Phase.DELEGATING, Phase.AWAITING_SUBTEAMS)
+_WAITING_FOR_OTHERS = (Phase.RUNNING, Phase.CALLING_TOOLS, Phase.DELEGATING, Phase.AWAITING_SUBTEAMS)
 
 
 # ---------------------------------------------------------------- events from people
@@ -176,6 +177,8 @@ def _human_message(state: ConversationState, event: Start | HumanMessage, now: d
         state = _decide(state, "skipped", event.user_id, now)  # a reply instead of Run is feedback
     if state.phase is Phase.AWAITING_HOSTS:
         state = _release(state, "kept", event.user_id, now)  # a reply instead of Allow: Keep blocked
+    if state.phase is Phase.AWAITING_TOOLS:
+        state = toolcalls.on_stop(state, event.user_id, now, outcome="skipped")  # declined, then the reply
     message = Message(
         speaker=event.user_name or event.user_id,
         role="user",
@@ -198,6 +201,8 @@ def _human_message(state: ConversationState, event: Start | HumanMessage, now: d
 
 
 def _approve(state: ConversationState, event: Approve, now: datetime) -> ConversationState:
+    if toolcalls.current(state, event.run_id):
+        return toolcalls.on_approve(state, event.user_id, event.code_hash, now)
     refusal = _refuse_click(state, event.user_id, event.run_id)
     if refusal is None and state.run is not None and event.code_hash != state.run.code_hash:
         refusal = "This card does not match the proposed code, so nothing was run."
@@ -216,6 +221,8 @@ def _approve(state: ConversationState, event: Approve, now: datetime) -> Convers
 
 
 def _skip(state: ConversationState, event: Skip, now: datetime) -> ConversationState:
+    if toolcalls.current(state, event.run_id):
+        return toolcalls.on_skip(state, event.user_id, now)
     refusal = _refuse_click(state, event.user_id, event.run_id)
     if refusal is not None:
         return _emit(state, EphemeralPost(user_id=event.user_id, text=refusal))
@@ -232,6 +239,7 @@ def _stop(state: ConversationState, event: Stop, now: datetime) -> ConversationS
         state = _decide(state, "stopped", event.user_id, now)
     if state.phase is Phase.AWAITING_HOSTS:
         state = _release(state, "stopped", event.user_id, now)  # kept in the transcript, for the record
+    state = toolcalls.on_stop(state, event.user_id, now)
     return _finish(state, f"Stopped by <@{event.user_id}>.")
 
 
@@ -256,8 +264,8 @@ def next_action(state: ConversationState) -> Action:
     """What the conversation needs from outside now."""
     if state.phase is Phase.THINKING:
         return speakers.think(state)
-    if state.phase is Phase.RUNNING and state.run is not None and state.run.status == "approved":
-        return RunCode(run=state.run)
+    if (run := _approved_run(state) or toolcalls.next_call(state)) is not None:
+        return run
     if state.phase is Phase.IMPORTING:
         return ImportFiles(files=state.pending_files)
     if state.phase is Phase.DELEGATING:
@@ -268,24 +276,38 @@ def next_action(state: ConversationState) -> Action:
     return delegation.cancellations(state) or Wait()
 
 
+def _approved_run(state: ConversationState) -> RunCode | None:
+    if state.phase is Phase.RUNNING and state.run is not None and state.run.status == "approved":
+        return RunCode(run=state.run)
+    return None
+
+
 # ---------------------------------------------------------------- outcomes of actions
 
 
-def on_reply(state: ConversationState, completion: Completion, now: datetime) -> ConversationState:
-    """An agent spoke: post it, then run, ask for approval, delegate, give the word on, or finish."""
+def on_reply(
+    state: ConversationState, completion: Completion, now: datetime, offered: tuple[ToolSpec, ...] = ()
+) -> ConversationState:
+    """An agent spoke: post it, then call tools, run code, ask for approval, delegate, go on, or finish.
+
+    `offered` are the tools the model was given for this reply (its `tool_calls` name them).
+    """
     content = completion.content
     speaker = speakers.current_speaker(state) or state.policy.assistant_name
-    message = Message(speaker=speaker, role="assistant", content=content)
+    message = Message(speaker=speaker, role="assistant", content=content, tool_calls=completion.tool_calls)
     state = _add_usage(state, completion).evolve(
         transcript=(*state.transcript, message), turns=state.turns + 1
     )
     state = state.evolve_team(next_speaker=None)
-    state = _emit(state, AgentPost(speaker=speaker, text=content, icon=speakers.icon_of(state, speaker)))
+    if content.strip() or not completion.tool_calls:  # a reply of calls only is shown by its card
+        state = _emit(state, AgentPost(speaker=speaker, text=content, icon=speakers.icon_of(state, speaker)))
     if completion.truncated:
         state = _emit(state, NoticePost(text=truncated_text(completion.model), level="warning"))
     state = meter(state)
     if (ended := _turn_ends(state, content)) is not None:
         return ended
+    if completion.tool_calls:
+        return toolcalls.on_tool_calls(state, speaker, completion.tool_calls, offered, now)
     blocks = extract_code_blocks(content) if speakers.may_run_code(state, speaker) else []
     if blocks and speakers.group(state):
         state = state.evolve_team(next_speaker=speaker)  # the proposer sees the result first
