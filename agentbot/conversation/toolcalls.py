@@ -24,6 +24,7 @@ from agentbot.conversation.posts import (
     ToolCallView,
     ToolResultPost,
 )
+from agentbot.conversation.prompts import tool_result_message
 from agentbot.conversation.state import ConversationState, HumanInputMode, Message, Phase
 from agentbot.conversation.tools import DECLINED, NOT_RUN, PendingToolCall, ToolRound, calls_hash
 
@@ -114,7 +115,7 @@ def _append_results(state: ConversationState, tool_round: ToolRound) -> Conversa
         Message(
             speaker=proxy,
             role="tool",
-            content=pending.result or NOT_RUN,
+            content=tool_result_message(pending.result or NOT_RUN),
             kind="tool",
             tool_call_id=pending.call.id,
         )
