@@ -89,6 +89,8 @@ class ToolHost:
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+        if process.stdout is not None:
+            process.stdout.close()
         if self._dir is not None:
             shutil.rmtree(self._dir, ignore_errors=True)
 

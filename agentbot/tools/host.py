@@ -24,15 +24,16 @@ import logging
 import sys
 import threading
 from collections.abc import Sequence
-from typing import Any
-
-import mcp_types
-from mcp import Client
-from mcp.client.stdio import StdioServerParameters, get_default_environment
+from typing import TYPE_CHECKING, Any
 
 from agentbot.conversation.llm import ToolCall, ToolSpec
 from agentbot.conversation.tools import ToolSource
 from agentbot.tools.runner import cap
+
+if TYPE_CHECKING:  # the SDK is imported when a server is first used: a host without MCP starts fast
+    import mcp_types
+    from mcp import Client
+    from mcp.client.stdio import StdioServerParameters
 
 logger = logging.getLogger(__name__)
 
@@ -118,6 +119,8 @@ class McpServer:
             raise ConnectionError(f"the MCP server {self.source.name} did not start: {_reason(self.error)}")
 
     async def _hold(self) -> None:
+        from mcp import Client  # noqa: PLC0415  # see TYPE_CHECKING above
+
         try:
             async with Client(self._target()) as client:
                 self.tools = await _list_tools(client)
@@ -132,6 +135,8 @@ class McpServer:
             self._ready.set()
 
     def _target(self) -> StdioServerParameters | str:
+        from mcp.client.stdio import StdioServerParameters, get_default_environment  # noqa: PLC0415
+
         if self.source.url is not None:
             return self.source.url
         env = {**get_default_environment(), **self.source.env}
@@ -169,7 +174,7 @@ class Host:
         if op == "call":
             source = ToolSource.model_validate(request["source"])
             text, failed = await self.call(source, ToolCall.model_validate(request["call"]))
-            return {"text": cap(text, self.limit), "is_error": failed}
+            return {"text": text, "is_error": failed}
         return {"error": f"unknown request {op!r}"}
 
     async def describe(self, sources: Sequence[ToolSource]) -> dict[str, Any]:
@@ -223,7 +228,8 @@ class Host:
         except ConnectionError as exc:
             return f"Error: {exc}", True
         try:
-            return await server.call(call, arguments, self.timeout)
+            text, failed = await server.call(call, arguments, self.timeout)
+            return cap(text, self.limit), failed  # the runner caps Python tools' results itself
         except TimeoutError:
             return f"Error: the MCP server {source.name} did not answer within {self.timeout:g} s.", True
         except Exception as exc:  # the session broke (the server died): closed here, started again next call
@@ -271,6 +277,8 @@ async def _list_tools(client: Client) -> list[mcp_types.Tool]:
 
 def _content_text(result: mcp_types.CallToolResult) -> str:
     """The result's content as text: text parts as they are, others named by their type."""
+    import mcp_types  # noqa: PLC0415  # see TYPE_CHECKING above
+
     parts: list[str] = []
     for item in result.content:
         if isinstance(item, mcp_types.TextContent):
