@@ -8,6 +8,7 @@ The same model validates the model's arguments before the call, so a wrong call 
 
 from __future__ import annotations
 
+import functools
 import importlib
 import inspect
 import json
@@ -32,6 +33,7 @@ def load(path: str) -> Callable[..., Any]:
     return function  # type: ignore[no-any-return]  # getattr of operator code is Any by nature
 
 
+@functools.cache  # built once per function: building a pydantic model takes about a millisecond
 def arguments_model(function: Callable[..., Any]) -> type[BaseModel]:
     """A pydantic model of the function's parameters (names, types, defaults, descriptions)."""
     hints = get_type_hints(function, include_extras=True)
