@@ -183,7 +183,7 @@ def render_approval(post: ApprovalPost) -> Rendered:
 
 def render_tool_approval(post: ToolApprovalPost) -> Rendered:
     """A tool-call card: each call (tool, server, JSON arguments) and Run / Skip / Stop, or the decision."""
-    who = " or ".join(f"<@{u}>" for u in (post.requested_by, *post.approvers) if u)
+    who = " or ".join(f"<@{u}>" for u in dict.fromkeys((post.requested_by, *post.approvers)) if u)
     if post.decision:
         intro = f":hammer_and_wrench: Proposed tool calls of {escape(post.speaker)}"
     else:
