@@ -143,8 +143,7 @@ def on_approve(state: ConversationState, user_id: str, calls: str, now: datetime
     assert tool_round is not None
     if now >= tool_round.expires_at:
         text = "That approval had expired, so here are the calls again."
-        state = emit(_decide(state, "expired", None, now), NoticePost(text=text, level="warning"))
-        return reoffer(state, now)
+        return reoffer(emit(state, NoticePost(text=text, level="warning")), now, old_card="expired")
     state = _decide(state, "approved", user_id, now)
     return proceed(_with_round(state, tool_round.with_status("awaiting_approval", "approved")))
 
@@ -252,12 +251,17 @@ def on_interrupted(state: ConversationState, now: datetime) -> ConversationState
     return reoffer(state, now)
 
 
-def reoffer(state: ConversationState, now: datetime) -> ConversationState:
-    """The round's unfinished calls (interrupted, or on an expired card) on a new card, under a new id."""
+def reoffer(
+    state: ConversationState, now: datetime, *, old_card: RunOutcome = "superseded"
+) -> ConversationState:
+    """The round's unfinished calls (interrupted, or on an expired card) on a new card, under a new id.
+
+    A card of the round still open is closed as `old_card` (replaced by the new one, or expired).
+    """
     tool_round = state.tool_round
     assert tool_round is not None
     if tool_round.having("awaiting_approval") and tool_round.calls_hash:
-        state = _decide(state, "superseded", None, now)  # an older card still open: replaced
+        state = _decide(state, old_card, None, now)
     again = tool_round.with_status("running", "awaiting_approval").with_status(
         "approved", "awaiting_approval"
     )

@@ -8,6 +8,7 @@ The same model validates the model's arguments before the call, so a wrong call 
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import importlib
 import inspect
@@ -85,6 +86,8 @@ def call(function: Callable[..., Any], arguments: str) -> tuple[str, bool]:
         return f"Error: invalid arguments: {_errors(exc)}", True
     try:
         result = function(**{name: getattr(validated, name) for name in type(validated).model_fields})
+        if inspect.iscoroutine(result):  # an `async def` tool: run to completion here
+            result = asyncio.run(result)
     except Exception as exc:  # operator code may raise anything: it becomes the result, in words
         return f"Error: {type(exc).__name__}: {exc}", True
     return as_text(result), False

@@ -45,3 +45,8 @@ def record(path: str, seconds: float = 0.0) -> int:
         out.write("ran\n")
     time.sleep(seconds)
     return os.getpid()
+
+
+async def later(text: str) -> str:
+    """An `async def` tool."""
+    return text.upper()

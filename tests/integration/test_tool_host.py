@@ -74,6 +74,10 @@ def test_garbage_and_prints_do_not_break_the_protocol(host: ToolHost) -> None:
     assert host.call(python("chatty"), call("chatty", text="clean")).text == "clean"
 
 
+def test_an_async_tool_is_awaited(host: ToolHost) -> None:
+    assert host.call(python("later"), call("later", text="done")).text == "DONE"
+
+
 def test_a_tool_that_kills_its_process_is_an_error_and_the_runner_comes_back(host: ToolHost) -> None:
     outcome = host.call(python("exits"), call("exits"))
     assert outcome.is_error and "exit code 7" in outcome.text

@@ -171,6 +171,10 @@ def test_an_expired_card_offers_the_calls_again() -> None:
         state, Approve(event_id="e", user_id=ANA, run_id=shown.run_id, code_hash=shown.code_hash), later
     )
     assert state.phase is Phase.AWAITING_TOOLS and card(state).run_id == "t2"
+    updates = [i.post for i in state.outbox if i.update_ref == "card:t1"]
+    assert [u.decision.outcome for u in updates if isinstance(u, ToolApprovalPost) and u.decision] == [
+        "expired"
+    ]
 
 
 def test_an_unknown_tool_is_answered_in_words_and_nothing_runs() -> None:
