@@ -23,7 +23,7 @@ from agentbot.conversation.events import (
     Start,
     Stop,
 )
-from agentbot.conversation.posts import Post
+from agentbot.conversation.posts import HostsPost, Post, ToolApprovalPost, ToolResultPost
 from agentbot.conversation.state import ConversationKey, ConversationState, Phase
 from agentbot.errors import PlatformError
 
@@ -31,6 +31,7 @@ USER_ID = "console-user"
 _RULE = "-" * 80
 _WAITING = {
     Phase.AWAITING_APPROVAL,
+    Phase.AWAITING_TOOLS,
     Phase.AWAITING_HOSTS,
     Phase.AWAITING_HUMAN,
     Phase.AWAITING_PICK,
@@ -94,11 +95,28 @@ def render(post: Post) -> str:
         result = f"exitcode: {post.exit_code} ({outcome})\nCode output: {post.output}"
         audit = f"\n[network: {line}]" if (line := audit_line(post.egress)) else ""
         return f">>>>>>>> EXECUTED CODE\n{result}{audit}\n{_RULE}"
-    if post.kind == "hosts" and post.decision is None:
-        return f"[agentbot] the egress proxy refused run {post.run_id} these hosts: {', '.join(post.hosts)}"
+    if post.kind in ("tool_approval", "tool_result", "hosts"):
+        return _render_asks(post)
     if post.kind in ("notice", "ephemeral"):
         return "[agentbot] " + post.text.replace(f"<@{USER_ID}>", "you")
     return ""
+
+
+def _render_asks(post: ToolApprovalPost | ToolResultPost | HostsPost) -> str:
+    """AutoGen's console words for suggested tool calls and their responses; blocked hosts."""
+    if isinstance(post, HostsPost):
+        hosts = ", ".join(post.hosts)
+        return (
+            ""
+            if post.decision
+            else f"[agentbot] the egress proxy refused run {post.run_id} these hosts: {hosts}"
+        )
+    if isinstance(post, ToolResultPost):
+        return f">>>>>>>> TOOL RESPONSE ({post.name}):\n{post.text}\n{_RULE}"
+    if post.decision is not None:
+        return ""
+    calls = "\n".join(f"{view.name} ({view.server}): {view.arguments}" for view in post.calls)
+    return f">>>>>>>> SUGGESTED TOOL CALLS ({post.run_id}):\n{calls}"
 
 
 def converse(rt: runtime.Runtime, task: str, *, stdin: TextIO, stdout: TextIO, poll: float = 0.02) -> int:
@@ -140,6 +158,8 @@ def _idle(rt: runtime.Runtime, state: ConversationState) -> bool:
 def _ask(state: ConversationState, stdin: TextIO, stdout: TextIO, event_id: str) -> Event | None:
     if state.phase is Phase.AWAITING_APPROVAL and state.run is not None:
         prompt = "Run this code? Enter/y = run, n = skip, exit = end, or type feedback: "
+    elif state.phase is Phase.AWAITING_TOOLS:
+        prompt = "Make these tool calls? Enter/y = run, n = skip, exit = end, or type feedback: "
     elif state.phase is Phase.AWAITING_HOSTS:
         prompt = "Allow these hosts and run again? y = allow, Enter/n = keep blocked, or type feedback: "
     elif state.phase is Phase.AWAITING_PICK and state.team is not None:
@@ -153,6 +173,15 @@ def _ask(state: ConversationState, stdin: TextIO, stdout: TextIO, event_id: str)
     return _event_for(state, line.strip(), event_id)
 
 
+def _pending_card(state: ConversationState) -> tuple[str, str] | None:
+    """The id and hash of the code run or tool calls waiting for approval, if any."""
+    if state.phase is Phase.AWAITING_APPROVAL and state.run is not None:
+        return state.run.run_id, state.run.code_hash
+    if state.phase is Phase.AWAITING_TOOLS and state.tool_round is not None:
+        return state.tool_round.round_id, state.tool_round.calls_hash
+    return None
+
+
 def _hosts_answer(state: ConversationState, answer: str, event_id: str) -> Event | None:
     """y: Allow and run again; Enter or n: Keep blocked; anything else is feedback (None)."""
     ask = state.hosts_ask
@@ -164,12 +193,13 @@ def _hosts_answer(state: ConversationState, answer: str, event_id: str) -> Event
 
 
 def _event_for(state: ConversationState, answer: str, event_id: str) -> Event:
-    run = state.run
-    if state.phase is Phase.AWAITING_APPROVAL and run is not None:
+    pending = _pending_card(state)
+    if pending is not None:
+        run_id, code_hash = pending
         if answer.lower() in ("", "y", "yes", "run"):
-            return Approve(event_id=event_id, user_id=USER_ID, run_id=run.run_id, code_hash=run.code_hash)
+            return Approve(event_id=event_id, user_id=USER_ID, run_id=run_id, code_hash=code_hash)
         if answer.lower() in ("n", "no", "skip"):
-            return Skip(event_id=event_id, user_id=USER_ID, run_id=run.run_id)
+            return Skip(event_id=event_id, user_id=USER_ID, run_id=run_id)
     if state.phase is Phase.AWAITING_HOSTS and (decided := _hosts_answer(state, answer, event_id)):
         return decided
     picked = state.team.agent(answer) if state.team is not None and answer else None

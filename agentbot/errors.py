@@ -5,9 +5,11 @@
     ├── LLMError                   every configured model failed; `user_message` says why in words
     ├── SandboxError               the code sandbox could not run the code at all (engine down, no image)
     ├── PlatformError              the chat platform refused or failed a call
+    ├── ToolError                  a tool could not be loaded or described (not: a call failed)
     └── StoreError                 conversation state could not be read or written
 
-A timeout or a failing exit code of user code is *not* an error: it is data in `CodeResult`.
+A timeout or a failing exit code of user code is *not* an error: it is data in `CodeResult`; so is a
+tool call that raised or hung (its `ToolOutcome` says so).
 """
 
 
@@ -44,6 +46,12 @@ class PlatformError(AgentbotError):
     """The chat platform refused or failed a call."""
 
     user_message = "The chat platform refused a message."
+
+
+class ToolError(AgentbotError):
+    """A tool could not be loaded or described (its module does not import, its MCP server does not start)."""
+
+    user_message = "The agent's tools are not available."
 
 
 class StoreError(AgentbotError):

@@ -30,6 +30,7 @@ from agentbot.sandbox.none import NoExecutor
 from agentbot.settings import Settings
 from agentbot.store import RedisStore
 from agentbot.teams import Catalog, load_catalog
+from agentbot.tools.client import ToolHost
 
 if TYPE_CHECKING:
     from slack_bolt.adapter.socket_mode import SocketModeHandler
@@ -76,6 +77,11 @@ class Runtime:
         return build_executor(self.settings)
 
     @cached_property
+    def tools(self) -> ToolHost:
+        """The tool host of this process (started on first use; the worker starts it before forking)."""
+        return ToolHost(timeout=self.settings.tool_timeout, limit=self.settings.output_limit)
+
+    @cached_property
     def teams(self) -> Catalog:
         """The presets and `AGENTBOT_TEAMS_FILE`; a mistake in the file is a `ConfigError` at start."""
         return load_catalog(self.settings.teams_file)
@@ -90,6 +96,7 @@ class Runtime:
             policy=self.settings.policy(),
             teams=self.teams,
             egress=self.settings.egress(),
+            tools=self.tools,
         )
 
 
@@ -262,8 +269,12 @@ def run_worker(settings: Settings, *, burst: bool = False, simple: bool = False)
     install(rt)
     rt.ports()  # fail at start, with one clear line, if the LLM or executor is misconfigured
     _housekeeping(rt.executor)
+    rt.tools.start()  # here, in the parent: each forked horse talks to this one host (MCP servers stay up)
     logger.info("worker: taking steps from queue %r%s", rt.queue_name, " until it is empty" if burst else "")
-    work(rt, burst=burst, simple=simple)
+    try:
+        work(rt, burst=burst, simple=simple)
+    finally:
+        rt.tools.close()
     return 0
 
 

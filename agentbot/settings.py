@@ -95,6 +95,9 @@ class Settings(BaseSettings):
     workspace_ttl: int = Field(7 * 86400, gt=0, validation_alias=_env("AGENTBOT_WORKSPACE_TTL"))
     max_file_bytes: int = Field(20_000_000, gt=0, validation_alias=_env("AGENTBOT_MAX_FILE_BYTES"))
 
+    # Tools (Python functions and MCP servers): each call's time limit; results keep `output_limit`
+    tool_timeout: float = Field(30.0, gt=0, validation_alias=_env("AGENTBOT_TOOL_TIMEOUT"))
+
     # Slack
     slack_bot_token: SecretStr = Field(SecretStr(""), validation_alias=_env("SLACK_BOT_TOKEN"))
     slack_signing_secret: SecretStr = Field(SecretStr(""), validation_alias=_env("SLACK_SIGNING_SECRET"))

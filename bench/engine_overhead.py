@@ -28,7 +28,7 @@ from agentbot import runtime
 from agentbot.conversation.code import Artifact
 from agentbot.conversation.driver import submit
 from agentbot.conversation.events import FileRef, Start
-from agentbot.conversation.llm import ChatMessage, Completion
+from agentbot.conversation.llm import ChatMessage, Completion, ToolSpec
 from agentbot.conversation.posts import Post
 from agentbot.conversation.state import ConversationKey
 from agentbot.settings import load_settings
@@ -38,7 +38,9 @@ from agentbot.workers import run_worker
 class InstantLLM:
     """A zero-latency model: the engine's overhead is all that is left to measure."""
 
-    def complete(self, messages: Sequence[ChatMessage], *, model: str | None = None) -> Completion:
+    def complete(
+        self, messages: Sequence[ChatMessage], *, model: str | None = None, tools: Sequence[ToolSpec] = ()
+    ) -> Completion:
         return Completion(
             content="Thinking about it.", model="instant", prompt_tokens=10, completion_tokens=3
         )

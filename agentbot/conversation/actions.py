@@ -8,15 +8,17 @@ from datetime import datetime
 from agentbot.conversation.events import Delegated, FileRef
 from agentbot.conversation.llm import ChatMessage
 from agentbot.conversation.state import ConversationKey, PendingRun
+from agentbot.conversation.tools import PendingToolCall, ToolSource
 
 
 @dataclass(frozen=True)
 class CallLLM:
-    """Ask the model for the next message of `speaker` ("" : the assistant), with its `model`."""
+    """Ask the model for the next message of `speaker` ("" : the assistant), with its `model` and `tools`."""
 
     messages: tuple[ChatMessage, ...]
     model: str | None = None
     speaker: str = ""
+    tools: tuple[ToolSource, ...] = ()  # where the speaker's tools come from (their schemas: the driver's)
 
 
 @dataclass(frozen=True)
@@ -32,6 +34,14 @@ class RunCode:
     """Run the approved code of `run`."""
 
     run: PendingRun
+
+
+@dataclass(frozen=True)
+class CallTool:
+    """Make one approved tool call of the open round; `source` None: the team no longer has its tool."""
+
+    pending: PendingToolCall
+    source: ToolSource | None
 
 
 @dataclass(frozen=True)
@@ -72,4 +82,4 @@ class Wait:
     wake_name: str = ""
 
 
-Action = CallLLM | SelectSpeaker | RunCode | ImportFiles | Delegate | CancelSubTeams | Wait
+Action = CallLLM | SelectSpeaker | RunCode | CallTool | ImportFiles | Delegate | CancelSubTeams | Wait

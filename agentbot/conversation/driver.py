@@ -12,10 +12,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
-from agentbot.conversation import delegation, engine, speakers
+from agentbot.conversation import delegation, engine, speakers, toolcalls
 from agentbot.conversation.code import InputFile
 from agentbot.conversation.events import Event, Start, Stop, SubTeamUpdate
-from agentbot.conversation.llm import ChatMessage, Completion
+from agentbot.conversation.llm import ChatMessage, Completion, ToolSpec
 from agentbot.conversation.ports import (
     LLM,
     ChatPlatform,
@@ -23,6 +23,7 @@ from agentbot.conversation.ports import (
     ConversationStore,
     JobQueue,
     TeamCatalog,
+    Toolbox,
 )
 from agentbot.conversation.state import (
     ConversationKey,
@@ -33,7 +34,8 @@ from agentbot.conversation.state import (
     Policy,
 )
 from agentbot.conversation.team import TeamChoice
-from agentbot.errors import LLMError, PlatformError, SandboxError
+from agentbot.conversation.tools import ToolOutcome
+from agentbot.errors import LLMError, PlatformError, SandboxError, ToolError
 
 logger = logging.getLogger(__name__)
 
@@ -59,6 +61,7 @@ class Ports:
     clock: Callable[[], datetime] = utcnow
     teams: TeamCatalog | None = None  # None: every conversation is the assistant + user proxy pair
     egress: EgressState = field(default_factory=EgressState)  # the workspace's network lists (settings)
+    tools: Toolbox | None = None  # None: agents' tools are not available in this process
 
 
 def submit(store: ConversationStore, queue: JobQueue, key: ConversationKey, event: Event) -> str:
@@ -136,10 +139,16 @@ def _choice(ports: Ports, key: ConversationKey, event: Event) -> TeamChoice | No
 
 
 def _recover(ports: Ports, state: ConversationState) -> ConversationState:
-    """A run marked 'running' at the start of a step was cut off by a dead worker: never re-run it."""
+    """A run or tool call marked 'running' at the start of a step was cut off by a dead worker: never
+    make it again on our own (a person is asked)."""
     if state.phase is Phase.RUNNING and state.run is not None and state.run.status == "running":
         logger.warning("conversation %s: run %s was interrupted", state.key.id, state.run.run_id)
         return ports.store.save(engine.on_run_interrupted(state, ports.clock()))
+    if cut := toolcalls.interrupted(state):
+        logger.warning(
+            "conversation %s: tool calls %s were interrupted", state.key.id, [c.call.id for c in cut]
+        )
+        return ports.store.save(toolcalls.on_interrupted(state, ports.clock()))
     return state
 
 
@@ -148,6 +157,8 @@ def _perform(ports: Ports, state: ConversationState, action: engine.Action) -> C
         return _call_llm(ports, state, action)
     if isinstance(action, engine.RunCode):
         return _run_code(ports, state, action)
+    if isinstance(action, engine.CallTool):
+        return _call_tool(ports, state, action)
     if isinstance(action, engine.ImportFiles):
         return _import_files(ports, state, action)
     if isinstance(action, engine.SelectSpeaker | engine.Delegate | engine.CancelSubTeams):
@@ -171,12 +182,13 @@ def _call_llm(ports: Ports, state: ConversationState, action: engine.CallLLM) ->
     speaker = action.speaker or state.policy.assistant_name
     _status(ports, state, f"{speaker} is thinking…")
     try:
-        completion = _complete(ports, action.messages, action.model)
-    except LLMError as exc:
+        offered = _describe(ports, action)
+        completion = _complete(ports, action.messages, action.model, offered)
+    except (LLMError, ToolError) as exc:
         logger.warning("conversation %s: LLM failed: %s", state.key.id, exc)
         state = engine.on_llm_error(state, exc.user_message)
     else:
-        state = engine.on_reply(state, completion, ports.clock())
+        state = engine.on_reply(state, completion, ports.clock(), offered)
     ports.platform.set_status(state.key, "")
     return ports.store.save(state)
 
@@ -196,9 +208,38 @@ def _select_speaker(
     return ports.store.save(state)
 
 
-def _complete(ports: Ports, messages: tuple[ChatMessage, ...], model: str | None) -> Completion:
-    # Without a model of its own, the call stays `complete(messages)`: LLM fakes need no `model`.
+def _describe(ports: Ports, action: engine.CallLLM) -> tuple[ToolSpec, ...]:
+    """The speaker's tools with their schemas (`ToolError` when they cannot be loaded)."""
+    if not action.tools:
+        return ()
+    if ports.tools is None:
+        raise ToolError("no toolbox in this process", user_message="Tools are not available here.")
+    return tuple(ports.tools.describe(action.tools))
+
+
+def _complete(
+    ports: Ports, messages: tuple[ChatMessage, ...], model: str | None, tools: tuple[ToolSpec, ...] = ()
+) -> Completion:
+    # Without a model or tools of its own, the call stays `complete(messages)`: LLM fakes need neither.
+    if tools:
+        return ports.llm.complete(messages, model=model, tools=tools)
     return ports.llm.complete(messages, model=model) if model else ports.llm.complete(messages)
+
+
+def _call_tool(ports: Ports, state: ConversationState, action: engine.CallTool) -> ConversationState:
+    """Mark the call running, make it, keep its result: each saved before the next move."""
+    call = action.pending.call
+    state = ports.store.save(toolcalls.on_call_started(state, call.id))
+    ports.platform.set_status(state.key, f"is calling {call.name}…")
+    if action.source is None or ports.tools is None:
+        outcome = ToolOutcome(text=f"Error: the tool {call.name!r} is not available.", is_error=True)
+    else:
+        outcome = ports.tools.call(action.source, call)
+    state = toolcalls.on_call_result(
+        state, call.id, outcome.text, is_error=outcome.is_error, now=ports.clock()
+    )
+    ports.platform.set_status(state.key, "")
+    return ports.store.save(state)
 
 
 def _status(ports: Ports, state: ConversationState, text: str) -> None:

@@ -12,12 +12,13 @@ from __future__ import annotations
 import hashlib
 from datetime import datetime, timedelta
 
-from agentbot.conversation import delegation, plan, speakers
+from agentbot.conversation import delegation, plan, speakers, toolcalls
 
 # Re-exported (see pyproject's mypy section): callers use the engine as the conversation's one API.
 from agentbot.conversation.actions import (  # noqa: F401
     Action,
     CallLLM,
+    CallTool,
     CancelSubTeams,
     Delegate,
     ImportFiles,
@@ -45,7 +46,7 @@ from agentbot.conversation.events import (
     Stop,
     SubTeamUpdate,
 )
-from agentbot.conversation.llm import Completion
+from agentbot.conversation.llm import Completion, ToolSpec
 from agentbot.conversation.moves import add_usage as _add_usage
 from agentbot.conversation.moves import budget_text, mark_sending, mark_sent, meter, over_budget, usage_text  # noqa: F401
 from agentbot.conversation.moves import emit as _emit
@@ -92,7 +93,7 @@ _RUN_STATUS: dict[RunOutcome, RunStatus] = {
     "expired": "expired",
     "superseded": "cancelled",
 }
-_WAITING_FOR_OTHERS = (Phase.RUNNING, Phase.DELEGATING, Phase.AWAITING_SUBTEAMS)
+_WAITING_FOR_OTHERS = (Phase.RUNNING, Phase.CALLING_TOOLS, Phase.DELEGATING, Phase.AWAITING_SUBTEAMS)
 
 
 # ---------------------------------------------------------------- events from people
@@ -192,6 +193,8 @@ def _human_message(state: ConversationState, event: Start | HumanMessage, now: d
         state = _decide(state, "skipped", event.user_id, now)  # a reply instead of Run is feedback
     if state.phase is Phase.AWAITING_HOSTS:
         state = _release(state, "kept", event.user_id, now)  # a reply instead of Allow: Keep blocked
+    if state.phase is Phase.AWAITING_TOOLS:
+        state = toolcalls.on_stop(state, event.user_id, now, outcome="skipped")  # declined, then the reply
     message = Message(
         speaker=event.user_name or event.user_id,
         role="user",
@@ -214,6 +217,8 @@ def _human_message(state: ConversationState, event: Start | HumanMessage, now: d
 
 
 def _approve(state: ConversationState, event: Approve | RunAll, now: datetime) -> ConversationState:
+    if toolcalls.current(state, event.run_id):
+        return _approve_calls(state, event, now)
     refusal = _refuse_approval(state, event.user_id, event.run_id, event.code_hash)
     if refusal is not None:
         return _emit(state, EphemeralPost(user_id=event.user_id, text=refusal))
@@ -225,6 +230,16 @@ def _approve(state: ConversationState, event: Approve | RunAll, now: datetime) -
         return _to(_emit(state, NoticePost(text=run_all_text(event.user_id))), Phase.RUNNING)
     state = _decide(state, "approved", event.user_id, now)
     return _to(state, Phase.RUNNING)
+
+
+def _approve_calls(state: ConversationState, event: Approve | RunAll, now: datetime) -> ConversationState:
+    """Run (or Run all) on a tool-call card: Run all then also covers the later calls and runs."""
+    approved = toolcalls.on_approve(state, event.user_id, event.code_hash, now)
+    if isinstance(event, RunAll) and event.user_id in state.policy.approvers and approved.run_all_by is None:
+        approved = _emit(
+            approved.evolve(run_all_by=event.user_id), NoticePost(text=run_all_text(event.user_id))
+        )
+    return approved
 
 
 def _refuse_approval(state: ConversationState, user_id: str, run_id: str, code_hash: str) -> str | None:
@@ -301,6 +316,8 @@ def _rate(state: ConversationState, event: Rate, now: datetime) -> ConversationS
 
 
 def _skip(state: ConversationState, event: Skip, now: datetime) -> ConversationState:
+    if toolcalls.current(state, event.run_id):
+        return toolcalls.on_skip(state, event.user_id, now)
     refusal = _refuse_click(state, event.user_id, event.run_id)
     if refusal is not None:
         return _emit(state, EphemeralPost(user_id=event.user_id, text=refusal))
@@ -318,6 +335,7 @@ def _stop(state: ConversationState, event: Stop, now: datetime) -> ConversationS
         state = _decide(state, "stopped", event.user_id, now)
     if state.phase is Phase.AWAITING_HOSTS:
         state = _release(state, "stopped", event.user_id, now)  # kept in the transcript, for the record
+    state = toolcalls.on_stop(state, event.user_id, now)
     return _finish(state, f"Stopped by <@{event.user_id}>.")
 
 
@@ -342,8 +360,8 @@ def next_action(state: ConversationState) -> Action:
     """What the conversation needs from outside now."""
     if state.phase is Phase.THINKING:
         return speakers.think(state)
-    if state.phase is Phase.RUNNING and state.run is not None and state.run.status == "approved":
-        return RunCode(run=state.run)
+    if (run := _approved_run(state) or toolcalls.next_call(state)) is not None:
+        return run
     if state.phase is Phase.IMPORTING:
         return ImportFiles(files=state.pending_files)
     if state.phase is Phase.DELEGATING:
@@ -354,16 +372,25 @@ def next_action(state: ConversationState) -> Action:
     return delegation.cancellations(state) or Wait()
 
 
+def _approved_run(state: ConversationState) -> RunCode | None:
+    if state.phase is Phase.RUNNING and state.run is not None and state.run.status == "approved":
+        return RunCode(run=state.run)
+    return None
+
+
 # ---------------------------------------------------------------- outcomes of actions
 
 
-def on_reply(state: ConversationState, completion: Completion, now: datetime) -> ConversationState:
-    """An agent spoke: post it, then run, ask for approval, delegate, give the word on, or finish.
+def on_reply(
+    state: ConversationState, completion: Completion, now: datetime, offered: tuple[ToolSpec, ...] = ()
+) -> ConversationState:
+    """An agent spoke: post it, then call tools, run code, ask for approval, delegate, go on, or finish.
 
-    A reply that hands the turn to the people (or ends) is a final answer: it gets feedback buttons.
+    `offered` are the tools the model was given for this reply (its `tool_calls` name them). A reply
+    that hands the turn to the people (or ends) is a final answer: it gets feedback buttons.
     """
     item_id, turn = state.next_item_id, len(state.transcript)
-    return _with_feedback(_on_reply(state, completion, now), item_id, turn)
+    return _with_feedback(_on_reply(state, completion, now, offered), item_id, turn)
 
 
 def _with_feedback(state: ConversationState, item_id: int, turn: int) -> ConversationState:
@@ -378,20 +405,25 @@ def _with_feedback(state: ConversationState, item_id: int, turn: int) -> Convers
     return state.evolve(outbox=outbox)
 
 
-def _on_reply(state: ConversationState, completion: Completion, now: datetime) -> ConversationState:
+def _on_reply(
+    state: ConversationState, completion: Completion, now: datetime, offered: tuple[ToolSpec, ...]
+) -> ConversationState:
     content = completion.content
     speaker = speakers.current_speaker(state) or state.policy.assistant_name
-    message = Message(speaker=speaker, role="assistant", content=content)
+    message = Message(speaker=speaker, role="assistant", content=content, tool_calls=completion.tool_calls)
     state = _add_usage(state, completion).evolve(
         transcript=(*state.transcript, message), turns=state.turns + 1
     )
     state = state.evolve_team(next_speaker=None)
-    state = _emit_turn(state, speaker, content)
+    if content.strip() or not completion.tool_calls:  # a reply of calls only is shown by its card
+        state = _emit_turn(state, speaker, content)
     if completion.truncated:
         state = _emit(state, NoticePost(text=truncated_text(completion.model), level="warning"))
     state = meter(state)
     if (ended := _turn_ends(state, content)) is not None:
         return ended
+    if completion.tool_calls:
+        return toolcalls.on_tool_calls(state, speaker, completion.tool_calls, offered, now)
     blocks = extract_code_blocks(content) if speakers.may_run_code(state, speaker) else []
     if blocks and speakers.group(state):
         state = state.evolve_team(next_speaker=speaker)  # the proposer sees the result first

@@ -8,17 +8,39 @@ from typing import Protocol
 
 from agentbot.conversation.code import Artifact, CodeBlock, CodeResult, EgressGrant, InputFile
 from agentbot.conversation.events import Event, FileRef
-from agentbot.conversation.llm import ChatMessage, Completion
+from agentbot.conversation.llm import ChatMessage, Completion, ToolCall, ToolSpec
 from agentbot.conversation.posts import Post
 from agentbot.conversation.state import ConversationKey, ConversationState
 from agentbot.conversation.team import TeamChoice
+from agentbot.conversation.tools import ToolOutcome, ToolSource
 
 
 class LLM(Protocol):
     """Chat completion with usage. Raises `LLMError` (with a `user_message`) when no model answers."""
 
-    def complete(self, messages: Sequence[ChatMessage], *, model: str | None = None) -> Completion:
-        """The reply to `messages`; `model` names the agent's model (tried first), None the default."""
+    def complete(
+        self, messages: Sequence[ChatMessage], *, model: str | None = None, tools: Sequence[ToolSpec] = ()
+    ) -> Completion:
+        """The reply to `messages`; `model` names the agent's model (tried first), None the default.
+
+        `tools` are offered to the model; the functions it asks to call are the completion's `tool_calls`.
+        """
+        ...
+
+
+class Toolbox(Protocol):
+    """Describes and calls the tools of `ToolSource`s (Python functions, MCP servers).
+
+    A tool's failure (it raised, hung past its timeout, returned garbage, its server died) is the
+    result's text with `is_error`, never an exception: the model hears it as the tool's answer.
+    """
+
+    def describe(self, sources: Sequence[ToolSource]) -> list[ToolSpec]:
+        """The tools of `sources`, with their JSON schemas; `ToolError` when one cannot be loaded."""
+        ...
+
+    def call(self, source: ToolSource, call: ToolCall) -> ToolOutcome:
+        """Make `call` of a tool of `source` and return its result, capped like code output."""
         ...
 
 

@@ -57,6 +57,47 @@ class ApprovalPost(BaseModel):
     editable: bool = False  # people may edit the code before it runs (one language: `edit.editable_code`)
 
 
+class ToolCallView(BaseModel):
+    """One tool call as a card shows it: the tool, where it runs, and its arguments as pretty JSON."""
+
+    model_config = ConfigDict(frozen=True)
+
+    call_id: str
+    name: str
+    server: str  # "python", or the MCP server's name
+    arguments: str
+
+
+class ToolApprovalPost(BaseModel):
+    """Tool calls waiting for a person: each call, and Run / Skip / Stop until decided (as a code run)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    kind: Literal["tool_approval"] = "tool_approval"
+    run_id: str  # the round's id ("t1"): the buttons name it as a code card names its run
+    code_hash: str  # the hash of the calls shown, so a click approves exactly these
+    speaker: str
+    calls: tuple[ToolCallView, ...]
+    requested_by: str
+    approvers: tuple[str, ...]
+    expires_at: datetime
+    decision: Decision | None = None
+
+
+class ToolResultPost(BaseModel):
+    """What one tool call returned (or the error it became), capped like code output."""
+
+    model_config = ConfigDict(frozen=True)
+
+    kind: Literal["tool_result"] = "tool_result"
+    run_id: str
+    call_id: str
+    name: str
+    server: str
+    text: str
+    is_error: bool = False
+
+
 class HostsDecision(BaseModel):
     """Who decided about blocked hosts, how, and when (no `user_id`: nobody decided in time)."""
 
@@ -243,6 +284,8 @@ class ReportPost(BaseModel):
 Post = Annotated[
     AgentPost
     | ApprovalPost
+    | ToolApprovalPost
+    | ToolResultPost
     | HostsPost
     | ResultPost
     | UploadPost

@@ -42,6 +42,13 @@ def execution_message(result: CodeResult) -> str:
     return text
 
 
+def tool_result_message(text: str) -> str:
+    """A tool's result as fed back to the model: kept within the same size as code output."""
+    if len(text) > _MAX_OUTPUT_CHARS:
+        return text[:_MAX_OUTPUT_CHARS] + "\n... (output truncated)"
+    return text
+
+
 # ---------------------------------------------------------------- agent teams
 
 GROUP_CHAT_ROLE = """\

@@ -22,6 +22,7 @@ from agentbot.conversation.prompts import (
 )
 from agentbot.conversation.state import ConversationState, HumanInputMode, Message, Phase
 from agentbot.conversation.team import Agent, Team
+from agentbot.conversation.tools import NOT_RUN
 
 _NAME = re.compile(r"[^A-Za-z0-9_-]")
 _ADDRESS = re.compile(r"^\s*(?:@([A-Za-z][\w-]*)(?=[\s:,]|$)|([A-Za-z][\w-]*)\s*[:,])")
@@ -164,7 +165,7 @@ def selection_messages(team: Team, transcript: tuple[Message, ...]) -> tuple[Cha
     system = ChatMessage(
         role="system", content=SELECT_SPEAKER_SYSTEM.format(roles=roles, agentlist=agentlist)
     )
-    seen = tuple(ChatMessage(role="user", content=m.content, name=safe_name(m.speaker)) for m in transcript)
+    seen = tuple(ChatMessage(role="user", content=as_text(m), name=safe_name(m.speaker)) for m in transcript)
     ask = ChatMessage(role="user", content=SELECT_SPEAKER_PROMPT.format(agentlist=agentlist))
     return (system, *seen, ask)
 
@@ -210,29 +211,66 @@ def think(state: ConversationState) -> CallLLM | SelectSpeaker:
     if speaker is None:
         return SelectSpeaker(messages=selection_messages(team, state.transcript))
     agent = team.agent(speaker)
+    tools = team.tools_of(agent) if agent is not None else ()
     if agent is None or team.pattern != "group_chat":
-        return CallLLM(messages=llm_messages(state), model=agent.model if agent else None, speaker=speaker)
-    return CallLLM(messages=agent_messages(state, team, agent), model=agent.model, speaker=speaker)
+        model = agent.model if agent else None
+        return CallLLM(messages=llm_messages(state), model=model, speaker=speaker, tools=tools)
+    return CallLLM(
+        messages=agent_messages(state, team, agent), model=agent.model, speaker=speaker, tools=tools
+    )
 
 
 def llm_messages(state: ConversationState) -> tuple[ChatMessage, ...]:
     """The system message and transcript as Chat Completions messages, speakers named."""
     system = ChatMessage(role="system", content=state.policy.system_message)
-    return (system, *(_chat_message(message) for message in state.transcript))
+    return (system, *(_chat_message(message) for message in answered(state.transcript)))
 
 
 def agent_messages(state: ConversationState, team: Team, agent: Agent) -> tuple[ChatMessage, ...]:
-    """What `agent` sees in a group chat: its role, its own messages as `assistant`, the rest as `user`."""
+    """What `agent` sees in a group chat: its role, its own messages as `assistant`, the rest as `user`.
+
+    Its own tool calls and their results keep their form; the others' are told as text.
+    """
     system = ChatMessage(role="system", content=system_message(team, agent))
+    transcript = answered(state.transcript)
+    own = {call.id for m in transcript if m.speaker == agent.name for call in m.tool_calls}
     seen = (
-        ChatMessage(
-            role="assistant" if m.role == "assistant" and m.speaker == agent.name else "user",
-            content=m.content,
-            name=safe_name(m.speaker),
-        )
-        for m in state.transcript
+        _chat_message(m)
+        if (m.role == "assistant" and m.speaker == agent.name) or m.tool_call_id in own
+        else ChatMessage(role="user", content=as_text(m), name=safe_name(m.speaker))
+        for m in transcript
     )
     return (system, *seen)
+
+
+def answered(transcript: tuple[Message, ...]) -> tuple[Message, ...]:
+    """The transcript with each tool call's result right after the message that made it.
+
+    Chat Completions refuses a `tool_calls` message not followed by one `tool` message per call; a
+    person may have written in between, or the chat ended before the calls ran ("not run").
+    """
+    results = {m.tool_call_id: m for m in transcript if m.role == "tool"}
+    ordered: list[Message] = []
+    for message in transcript:
+        if message.role == "tool":
+            continue
+        ordered.append(message)
+        ordered.extend(
+            results.get(call.id)
+            or Message(
+                speaker=message.speaker, role="tool", content=NOT_RUN, kind="tool", tool_call_id=call.id
+            )
+            for call in message.tool_calls
+        )
+    return tuple(ordered)
+
+
+def as_text(message: Message) -> str:
+    """A message as plain text, tool calls and results said in words (for those who did not make them)."""
+    calls = "\n".join(f"[calls {call.name}({call.arguments})]" for call in message.tool_calls)
+    if message.role == "tool":
+        return f"[tool result] {message.content}"
+    return "\n".join(part for part in (message.content, calls) if part)
 
 
 def system_message(team: Team, agent: Agent) -> str:
@@ -247,8 +285,11 @@ def system_message(team: Team, agent: Agent) -> str:
 
 
 def _chat_message(message: Message) -> ChatMessage:
+    if message.role == "tool":
+        return ChatMessage(role="tool", content=message.content, tool_call_id=message.tool_call_id)
     role = "assistant" if message.role == "assistant" else "user"
-    return ChatMessage(role=role, content=message.content, name=safe_name(message.speaker))
+    name = safe_name(message.speaker)
+    return ChatMessage(role=role, content=message.content, name=name, tool_calls=message.tool_calls)
 
 
 def safe_name(speaker: str) -> str:

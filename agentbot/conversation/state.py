@@ -11,8 +11,10 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from agentbot.conversation.code import CodeBlock, EgressGrant
 from agentbot.conversation.events import FileRef
+from agentbot.conversation.llm import ToolCall
 from agentbot.conversation.posts import PlanTask, Post
 from agentbot.conversation.team import Team
+from agentbot.conversation.tools import ToolRound
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9_-]")
 
@@ -126,6 +128,8 @@ class Phase(StrEnum):
     THINKING = "thinking"  # an LLM reply
     AWAITING_APPROVAL = "awaiting_approval"  # a person to click Run / Skip / Stop
     RUNNING = "running"  # an approved code run
+    AWAITING_TOOLS = "awaiting_tools"  # a person to click Run / Skip / Stop on a tool-call card
+    CALLING_TOOLS = "calling_tools"  # tool calls that need no (more) approval, to be made
     IMPORTING = "importing"  # shared files to be copied into the workspace
     AWAITING_HUMAN = "awaiting_human"  # a person to reply
     AWAITING_PICK = "awaiting_pick"  # a person to pick the next speaker (group chat, `manual`)
@@ -136,15 +140,21 @@ class Phase(StrEnum):
 
 
 class Message(BaseModel):
-    """One transcript entry, with its speaker (agent name, or a person's name)."""
+    """One transcript entry, with its speaker (agent name, or a person's name).
+
+    An agent's message may carry the `tool_calls` it proposed; each result is a `tool` message
+    answering one of them by `tool_call_id`.
+    """
 
     model_config = ConfigDict(frozen=True)
 
     speaker: str
-    role: Literal["assistant", "user"]
+    role: Literal["assistant", "user", "tool"]
     content: str
-    kind: Literal["agent", "human", "execution", "auto", "context", "subteam"] = "agent"
+    kind: Literal["agent", "human", "execution", "auto", "context", "subteam", "tool"] = "agent"
     author_id: str | None = None
+    tool_calls: tuple[ToolCall, ...] = ()
+    tool_call_id: str | None = None
 
 
 class Vote(BaseModel):
@@ -436,6 +446,8 @@ class ConversationStateChanges(TypedDict, total=False):
     hosts_ask: HostsAsk | None
     run_all_by: str | None
     votes: tuple[Vote, ...]
+    tool_round: ToolRound | None
+    tool_seq: int
 
 
 class ConversationState(BaseModel):
@@ -468,6 +480,8 @@ class ConversationState(BaseModel):
     hosts_ask: HostsAsk | None = None  # the latest run refused hosts that people could allow
     run_all_by: str | None = None  # who turned on Run all: later proposals run without a card
     votes: tuple[Vote, ...] = ()  # feedback on final answers, one per person and answer
+    tool_round: ToolRound | None = None  # tool calls proposed and not yet all answered
+    tool_seq: int = 0
 
     def evolve(self, **changes: Unpack[ConversationStateChanges]) -> ConversationState:
         """A copy with `changes`: unlike `model_copy(update=...)`, mypy checks every name and type."""

@@ -12,8 +12,10 @@ from typing import Annotated, Literal, Self, TypedDict, Unpack
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
 from agentbot.conversation import hosts
+from agentbot.conversation.tools import ToolSource
 
 AGENT_NAME = r"^[A-Za-z][A-Za-z0-9_-]{0,63}$"
+PYTHON_TOOL = r"^[A-Za-z_][A-Za-z0-9_.]*:[A-Za-z_][A-Za-z0-9_]*$"  # `package.module:function`
 
 
 def _entries(value: object) -> object:
@@ -37,6 +39,8 @@ class Agent(BaseModel):
     model: str | None = None  # None: the configured default model (AGENTBOT_MODEL)
     may_propose_code: bool = False
     icon: Annotated[str, Field(pattern=r"^:[a-z0-9_+'-]+:$")] | None = None  # a Slack emoji name
+    tools: tuple[Annotated[str, Field(pattern=PYTHON_TOOL)], ...] = ()  # Python functions it may call
+    mcp_servers: tuple[str, ...] = ()  # MCP servers (`[mcp_servers.NAME]`) whose tools it may call
 
 
 class TeamChanges(TypedDict, total=False):
@@ -57,6 +61,7 @@ class TeamChanges(TypedDict, total=False):
     max_turns: int | None
     max_cost_usd: float | None
     allow_hosts: HostEntries
+    toolbox: dict[str, ToolSource]
 
 
 class Team(BaseModel):
@@ -79,6 +84,9 @@ class Team(BaseModel):
     max_turns: int | None = Field(None, gt=0)
     max_cost_usd: float | None = Field(None, gt=0)
     allow_hosts: HostEntries = ()  # what its runs may reach through the egress proxy
+    # Where its agents' tools come from, by `ToolSource.name`: filled by the teams file's reader from
+    # the agents' `tools` and the file's `[tools."pkg.module:function"]` and `[mcp_servers.NAME]`.
+    toolbox: dict[str, ToolSource] = Field(default_factory=dict)
 
     def evolve(self, **changes: Unpack[TeamChanges]) -> Team:
         """A copy with `changes`: unlike `model_copy(update=...)`, mypy checks every name and type."""
@@ -114,6 +122,11 @@ class Team(BaseModel):
         """The member called `name` (case-insensitive), if any."""
         return next((agent for agent in self.members if agent.name.lower() == name.lower()), None)
 
+    def tools_of(self, agent: Agent) -> tuple[ToolSource, ...]:
+        """The sources of `agent`'s tools, in the order it names them (Python functions first)."""
+        names = (*agent.tools, *agent.mcp_servers)
+        return tuple(self.toolbox[name] for name in names if name in self.toolbox)
+
 
 def _check_hierarchical(team: Team) -> None:
     if team.lead is None or not team.subteams:
@@ -125,6 +138,8 @@ def _check_hierarchical(team: Team) -> None:
             raise ValueError(f"sub-team {name!r}: sub-teams run on their own (no hierarchy, no manual pick)")
         if any(agent.may_propose_code for agent in sub.members):
             raise ValueError(f"sub-team {name!r}: agents of sub-teams cannot run code (may_propose_code)")
+        if any(agent.tools or agent.mcp_servers for agent in sub.members):
+            raise ValueError(f"sub-team {name!r}: agents of sub-teams cannot call tools (nobody approves)")
 
 
 @dataclass(frozen=True)

@@ -25,9 +25,9 @@ from types import TracebackType
 from typing import Self, cast
 
 import openai
-from openai.types.chat import ChatCompletion, ChatCompletionMessageParam
+from openai.types.chat import ChatCompletion, ChatCompletionMessageParam, ChatCompletionToolParam
 
-from agentbot.conversation.llm import ChatMessage, Completion
+from agentbot.conversation.llm import ChatMessage, Completion, ToolCall, ToolSpec
 from agentbot.errors import ConfigError, LLMError
 from agentbot.llm.config_list import (
     OPENAI_BASE_URL,
@@ -58,11 +58,19 @@ def safe_name(name: str | None) -> str | None:
 
 
 def to_wire(message: ChatMessage) -> ChatCompletionMessageParam:
-    """The request form of one message, with a sanitized `name` when there is one."""
-    wire: dict[str, str] = {"role": message.role, "content": message.content}
+    """The request form of one message, with a sanitized `name` when there is one (and tool calls)."""
+    if message.role == "tool":
+        return {"role": "tool", "tool_call_id": message.tool_call_id or "", "content": message.content}
+    wire: dict[str, object] = {"role": message.role, "content": message.content}
     name = safe_name(message.name)
     if name:
         wire["name"] = name
+    if message.tool_calls:
+        wire["content"] = message.content or None  # a reply of calls only has no text
+        wire["tool_calls"] = [
+            {"id": c.id, "type": "function", "function": {"name": c.name, "arguments": c.arguments}}
+            for c in message.tool_calls
+        ]
     # The dict has exactly the keys of the role's TypedDict (system, user or assistant message).
     return cast(ChatCompletionMessageParam, wire)
 
@@ -103,13 +111,19 @@ class OpenAIChat:
         configs = configs_from_settings(settings)
         return cls(configs, timeout=settings.llm_timeout, max_retries=settings.llm_max_retries)
 
-    def complete(self, messages: Sequence[ChatMessage], *, model: str | None = None) -> Completion:
-        """The first model's reply that arrives (`model` first, if named); `LLMError` when all failed."""
+    def complete(
+        self, messages: Sequence[ChatMessage], *, model: str | None = None, tools: Sequence[ToolSpec] = ()
+    ) -> Completion:
+        """The first model's reply that arrives (`model` first, if named); `LLMError` when all failed.
+
+        `tools` are offered as functions (`tools=`); the reply's `tool_calls` come back in the completion.
+        """
         wire = [to_wire(message) for message in messages]
+        offered = [tool_param(tool) for tool in tools]
         failures: list[tuple[ModelConfig, _ModelFailedError]] = []
         for config, client in self._in_order(model):
             try:
-                return self._complete_with(config, client, wire)
+                return self._complete_with(config, client, wire, offered)
             except _ModelFailedError as failure:
                 logger.warning("model %s at %s failed: %s", config.model, config.where, failure.phrase)
                 failures.append((config, failure))
@@ -144,10 +158,17 @@ class OpenAIChat:
         self.close()
 
     def _complete_with(
-        self, config: ModelConfig, client: openai.OpenAI, wire: list[ChatCompletionMessageParam]
+        self,
+        config: ModelConfig,
+        client: openai.OpenAI,
+        wire: list[ChatCompletionMessageParam],
+        offered: list[ChatCompletionToolParam],
     ) -> Completion:
         try:
-            response = client.chat.completions.create(model=config.model, messages=wire)
+            if offered:
+                response = client.chat.completions.create(model=config.model, messages=wire, tools=offered)
+            else:
+                response = client.chat.completions.create(model=config.model, messages=wire)
         except openai.OpenAIError as exc:
             raise self._translate(exc) from exc
         except ValueError as exc:  # the SDK lets a 200 with a non-JSON body escape as JSONDecodeError
@@ -196,7 +217,10 @@ def _to_completion(config: ModelConfig, response: object) -> Completion:
     choice = response.choices[0]
     message = getattr(choice, "message", None)
     content = getattr(message, "content", None) or getattr(message, "refusal", None)
-    if not isinstance(content, str) or not content.strip():
+    calls = _tool_calls(message)
+    if calls and not isinstance(content, str):
+        content = ""
+    if not isinstance(content, str) or not (content.strip() or calls):
         if choice.finish_reason == "content_filter":
             raise _ModelFailedError("withheld its reply (content filter)")
         raise _ModelFailedError("sent an empty reply")
@@ -211,6 +235,23 @@ def _to_completion(config: ModelConfig, response: object) -> Completion:
         completion_tokens=tokens_out,
         cost_usd=None if price is None else (tokens_in * price[0] + tokens_out * price[1]) / 1000,
         truncated=choice.finish_reason == "length",
+        tool_calls=calls,
+    )
+
+
+def tool_param(tool: ToolSpec) -> ChatCompletionToolParam:
+    """A tool as Chat Completions offers a function: name, description, JSON schema of its arguments."""
+    function = {"name": tool.name, "description": tool.description, "parameters": tool.parameters}
+    return cast(ChatCompletionToolParam, {"type": "function", "function": function})
+
+
+def _tool_calls(message: object) -> tuple[ToolCall, ...]:
+    """The function calls of a reply (other kinds of calls are not offered, so not expected)."""
+    calls = getattr(message, "tool_calls", None) or ()
+    return tuple(
+        ToolCall(id=call.id, name=call.function.name, arguments=call.function.arguments or "{}")
+        for call in calls
+        if getattr(call, "type", "function") == "function" and getattr(call, "function", None) is not None
     )
 
 

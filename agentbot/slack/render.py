@@ -32,6 +32,8 @@ from agentbot.conversation.posts import (
     ResultPost,
     SpeakerChoicePost,
     SubTeamPost,
+    ToolApprovalPost,
+    ToolResultPost,
     UploadPost,
 )
 from agentbot.slack.parse import (
@@ -209,6 +211,51 @@ def render_approval(post: ApprovalPost) -> Rendered:
     return Rendered(messages=(SlackMessage(text=text, blocks=tuple(blocks)),), snippet=snippet)
 
 
+def render_tool_approval(post: ToolApprovalPost) -> Rendered:
+    """A tool-call card: each call (tool, server, JSON arguments) and Run / Skip / Stop, or the decision."""
+    who = " or ".join(f"<@{u}>" for u in dict.fromkeys((post.requested_by, *post.approvers)) if u)
+    if post.decision:
+        intro = f":hammer_and_wrench: Proposed tool calls of {escape(post.speaker)}"
+    else:
+        until = slack_date(post.expires_at, fmt="{time}")
+        intro = (
+            f":hammer_and_wrench: {escape(post.speaker)} wants to call these tools. {who} can approve "
+            f"them with *Run* (until {until})."
+        )
+    blocks: list[Block] = [section_block(intro)]
+    budget = CODE_TOTAL
+    for view in post.calls[:CODE_BLOCKS]:
+        arguments, _ = _head(view.arguments, min(CODE_CHARS, budget))
+        budget = max(budget - len(arguments), 200)
+        blocks += [context_block(f"*{escape(view.name)}* · {escape(view.server)}"), _preformatted(arguments)]
+    if len(post.calls) > CODE_BLOCKS:
+        blocks.append(context_block(f"… and {len(post.calls) - CODE_BLOCKS} more calls."))
+    blocks.append(_decision_context(post.decision) if post.decision else _buttons(post))
+    names = ", ".join(view.name for view in post.calls)
+    if post.decision:
+        _, words = _OUTCOME[post.decision.outcome]
+        text = words.format(who=_who(post.decision)) + f" — tool calls: {names}"
+    else:
+        text = f"{post.speaker} wants to call {names}: Run, Skip or Stop?"
+    return Rendered(messages=(SlackMessage(text=truncate(text, FALLBACK_LIMIT), blocks=tuple(blocks)),))
+
+
+def render_tool_result(post: ToolResultPost) -> Rendered:
+    """What a tool call returned (head and tail, the whole as a snippet when long), or its error."""
+    excerpt, cut = excerpt_output(post.text)
+    icon, verb = (":x:", "failed") if post.is_error else (":white_check_mark:", "returned")
+    headline = f"{icon} `{escape(post.name)}` ({escape(post.server)}) {verb}"
+    blocks: list[Block] = [section_block(headline), _preformatted(excerpt or "(empty result)")]
+    name = f"tool-{_slug(post.run_id)}-{_slug(post.call_id)}.txt"
+    if cut:
+        blocks.append(context_block(f"Result shortened; the full result is attached as `{name}`."))
+    snippet = Snippet(name, post.text, "Full tool result") if cut else None
+    return Rendered(
+        messages=(SlackMessage(text=truncate(headline, FALLBACK_LIMIT), blocks=tuple(blocks)),),
+        snippet=snippet,
+    )
+
+
 def render_result(post: ResultPost) -> Rendered:
     """Exit code in AutoGen's words, the output's head and tail in a code block, and the files made."""
     excerpt, cut = excerpt_output(post.output)
@@ -355,6 +402,8 @@ _RENDERERS: dict[str, Callable[[Any], Rendered]] = {
     "plan": render_plan,
     "agent": render_agent,
     "approval": render_approval,
+    "tool_approval": render_tool_approval,
+    "tool_result": render_tool_result,
     "hosts": render_hosts,
     "result": render_result,
     "notice": render_notice,
@@ -567,7 +616,7 @@ def _who(decision: Decision) -> str:
     return f"<@{decision.user_id}>" if decision.user_id else "someone"
 
 
-def _buttons(post: ApprovalPost) -> Block:
+def _buttons(post: ApprovalPost | ToolApprovalPost) -> Block:
     value = json.dumps({"run_id": post.run_id, "code_hash": post.code_hash})
     confirm = {
         "title": {"type": "plain_text", "text": "Stop this conversation?"},
@@ -582,11 +631,19 @@ def _buttons(post: ApprovalPost) -> Block:
         "elements": [
             _button("Run", RUN_ACTION, value, style="primary"),
             {**_button("Run all in this thread", RUN_ALL_ACTION, value), "confirm": _run_all_confirm()},
-            *([_button("Edit", EDIT_ACTION, value)] if post.editable else []),
+            *(
+                [_button("Edit", EDIT_ACTION, value)]
+                if isinstance(post, ApprovalPost) and post.editable
+                else []
+            ),
             _button("Skip", SKIP_ACTION, value),
             {**_button("Stop", STOP_ACTION, value, style="danger"), "confirm": confirm},
         ],
     }
+
+
+def _editable(post: ApprovalPost | ToolApprovalPost) -> bool:
+    return isinstance(post, ApprovalPost) and post.editable  # a tool card's arguments are not edited
 
 
 def _run_all_confirm() -> Block:

@@ -70,12 +70,24 @@ def _describe(name: str, team: Team, is_default: bool) -> str:
     members = ", ".join(team.names)
     if team.pattern == "hierarchical":
         subs = "; ".join(f"{sub_name}: {', '.join(sub.names)}" for sub_name, sub in team.subteams.items())
-        return f"{head}\n    lead {members}; sub-teams {subs}"
+        return f"{head}\n    lead {members}; sub-teams {subs}{_tools_lines(team)}"
     if team.pattern == "group_chat":
         return (
             f"{head}\n    {members} ({team.speaker_selection.replace('_', ' ')}, max_round {team.max_round})"
+            + _tools_lines(team)
         )
-    return f"{head}\n    {members} + {team.proxy_name}"
+    return f"{head}\n    {members} + {team.proxy_name}{_tools_lines(team)}"
+
+
+def _tools_lines(team: Team) -> str:
+    """One line per agent with tools: the Python functions and MCP servers it may call."""
+    lines = []
+    for agent in team.members:
+        names = [path.rpartition(":")[2] for path in agent.tools]
+        names += [f"{server} (MCP server)" for server in agent.mcp_servers]
+        if names:
+            lines.append(f"\n    {agent.name} tools: {', '.join(names)}")
+    return "".join(lines)
 
 
 def load_catalog(path: Path | None) -> Catalog:

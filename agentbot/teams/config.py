@@ -8,13 +8,24 @@ Egress (what code runs may reach through the egress proxy) is set per channel an
     [teams.trio]
     allow_hosts = ["*.example.org"]          # runs of this team
 
-Reserved for tools and MCP servers (not accepted yet; planned names, so that one schema serves both)::
+Tools (AutoGen's `register_function`, and MCP servers) are given per agent; the servers and the
+approval rules are top-level tables, shared by every team of the file::
 
     [[teams.trio.agents]]
     tools = ["pkg.module:function"]          # Python functions the agent may call
-    mcp_servers = ["NAME"]                   # MCP servers whose tools it may call
+    mcp_servers = ["files"]                  # MCP servers whose tools it may call
 
-    [mcp_servers.NAME]                       # `command`, `args`, `env` (stdio) or `url`, and `include`
+    [tools."pkg.module:function"]
+    approve = "never"                        # read-only: runs without a card ("always" is the default)
+
+    [mcp_servers.files]                      # a stdio server: `command`, `args`, `env`
+    command = "npx"
+    args = ["-y", "@modelcontextprotocol/server-filesystem", "/srv/shared"]
+    include = ["read_file", "list_directory"]    # only these of its tools (default: all)
+    approve = { read_file = "never" }        # per tool; or `approve = "never"` for all of them
+
+    [mcp_servers.search]                     # a streamable HTTP server
+    url = "http://mcp.internal:8000/mcp"
 
 Errors say which file and line they are about, with the line itself, e.g.::
 
@@ -32,11 +43,12 @@ import tomllib
 from collections.abc import Mapping
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Self, TypedDict, Unpack
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError, model_validator
 
-from agentbot.conversation.team import HostEntries, Team
+from agentbot.conversation.team import AGENT_NAME, PYTHON_TOOL, Agent, HostEntries, Team
+from agentbot.conversation.tools import Approval, ToolSource
 from agentbot.errors import ConfigError
 
 Loc = tuple[str | int, ...]
@@ -56,6 +68,48 @@ class Egress(BaseModel):
     channels: dict[str, HostEntries] = Field(default_factory=dict)  # Slack channel id -> entries
 
 
+class McpServer(BaseModel):
+    """`[mcp_servers.NAME]`: a stdio `command` (with `args`, `env`) or a streamable HTTP `url`."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    command: str | None = None
+    args: tuple[str, ...] = ()
+    env: dict[str, str] = Field(default_factory=dict)
+    url: Annotated[str, StringConstraints(pattern=r"^https?://")] | None = None
+    include: tuple[str, ...] = ()
+    approve: Approval | dict[str, Approval] = "always"
+
+    @model_validator(mode="after")
+    def _one_transport(self) -> Self:
+        if (self.command is None) == (self.url is None):
+            raise ValueError("give either `command` (a stdio server) or `url` (streamable HTTP), not both")
+        if self.url is not None and (self.args or self.env):
+            raise ValueError("`args` and `env` belong to a stdio server (`command`)")
+        return self
+
+    def source(self, name: str) -> ToolSource:
+        return ToolSource(kind="mcp", name=name, **self.model_dump())
+
+
+class ToolRule(BaseModel):
+    """`[tools."pkg.module:function"]`: how calls of a Python tool are approved."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    approve: Approval = "always"
+
+
+ServerName = Annotated[str, StringConstraints(pattern=AGENT_NAME)]
+ToolPath = Annotated[str, StringConstraints(pattern=PYTHON_TOOL)]
+
+
+class TeamsFileChanges(TypedDict, total=False):
+    """The fields of `TeamsFile` that its reader completes, for `TeamsFile.evolve`."""
+
+    teams: dict[str, Team]
+
+
 class TeamsFile(BaseModel):
     """What a teams file holds; `default`, `workspaces` and `channels` name teams."""
 
@@ -66,6 +120,12 @@ class TeamsFile(BaseModel):
     channels: dict[str, str] = Field(default_factory=dict)  # Slack channel id -> team
     teams: dict[str, Team] = Field(default_factory=dict)
     egress: Egress = Field(default_factory=Egress)
+    mcp_servers: dict[ServerName, McpServer] = Field(default_factory=dict)
+    tools: dict[ToolPath, ToolRule] = Field(default_factory=dict)
+
+    def evolve(self, **changes: Unpack[TeamsFileChanges]) -> TeamsFile:
+        """A copy with `changes`: unlike `model_copy(update=...)`, mypy checks every name and type."""
+        return self.model_copy(update=changes)
 
 
 def read_presets() -> TeamsFile:
@@ -97,7 +157,40 @@ def parse(text: str, source: str, *, known: Mapping[str, Team] | None = None) ->
     except ValidationError as exc:
         raise ConfigError(_explain(exc, source, text)) from exc
     _check_choices(parsed, {**(known or {}), **parsed.teams}, source, text)
-    return parsed
+    return _with_toolboxes(parsed, source, text)
+
+
+def _with_toolboxes(parsed: TeamsFile, source: str, text: str) -> TeamsFile:
+    """Each team gets the sources of its agents' tools; an MCP server nobody defined is an error."""
+    where, lines = key_lines(text), text.splitlines()
+    problems: list[str] = []
+    teams: dict[str, Team] = {}
+    for name, team in parsed.teams.items():
+        box: dict[str, ToolSource] = {}
+        for loc, agent in _agents_at(name, team):
+            box |= {path: ToolSource(kind="python", name=path, **_rule(parsed, path)) for path in agent.tools}
+            for server in agent.mcp_servers:
+                if server in parsed.mcp_servers:
+                    box[server] = parsed.mcp_servers[server].source(server)
+                    continue
+                known = ", ".join(sorted(parsed.mcp_servers)) or "none"
+                message = f"{_dotted((*loc, 'mcp_servers'))}: no MCP server named {server!r} ({known})"
+                problems.append(_problem(source, lines, _line_of(where, (*loc, "mcp_servers")), message))
+        teams[name] = team.evolve(toolbox=box) if box else team
+    if problems:
+        raise ConfigError("\n".join(problems))
+    return parsed.evolve(teams=teams)
+
+
+def _agents_at(name: str, team: Team) -> list[tuple[Loc, Agent]]:
+    if team.lead is not None:
+        return [(("teams", name, "lead"), team.lead)]
+    return [(("teams", name, "agents", index), agent) for index, agent in enumerate(team.agents)]
+
+
+def _rule(parsed: TeamsFile, path: str) -> dict[str, Approval]:
+    rule = parsed.tools.get(path)
+    return {"approve": rule.approve} if rule is not None else {}
 
 
 def _named(raw: dict[str, Any]) -> dict[str, Any]:

@@ -23,7 +23,8 @@ replies (the queue) or an object::
 where a rule answers (once the queue is empty) when its `match` is a substring of the last user
 message. A reply in JSON is a string (the assistant's text), `{"status": 429, "body": ..., "headers":
 {...}}`, `{"delay": 2, "then": <reply>}`, `{"garbage": "not json"}` or `{"cut": "text"}` (a reply
-stopped at the length limit, `finish_reason: "length"`).
+stopped at the length limit, `finish_reason: "length"`), or `{"tool_calls": [{"name": "add", "arguments":
+{"a": 1}}, ...], "content": ""}` (function calls, several in parallel; ids are `call_<request>_<n>`).
 
 Azure OpenAI's routes are served too: `POST /openai/deployments/<deployment>/chat/completions
 ?api-version=...` with the key in an `api-key` header (`paths` records the path and query of each
@@ -81,7 +82,23 @@ class Cut:
     content: str
 
 
-Reply = str | Status | Delay | Garbage | Cut
+@dataclass(frozen=True)
+class Call:
+    """One function call of a `ToolCalls` reply; `arguments` is sent as JSON text (a str as it is)."""
+
+    name: str
+    arguments: Mapping[str, Any] | str = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ToolCalls:
+    """A 200 answer asking for `calls` (`finish_reason: "tool_calls"`), with optional `content`."""
+
+    calls: Sequence[Call]
+    content: str = ""
+
+
+Reply = str | Status | Delay | Garbage | Cut | ToolCalls
 Responder = Callable[[dict[str, Any]], Reply]
 
 
@@ -109,9 +126,9 @@ def match_responder(rules: Sequence[Rule], default: Reply | None = None) -> Resp
 
 
 def last_user_text(body: Mapping[str, Any]) -> str:
-    """The text of the last `user` message of a Chat Completions request ("" if none)."""
+    """The text of the last `user` (or `tool` result) message of a Chat Completions request ("" if none)."""
     for message in reversed(body.get("messages") or []):
-        if isinstance(message, dict) and message.get("role") == "user":
+        if isinstance(message, dict) and message.get("role") in ("user", "tool"):
             return _text_of(message.get("content"))
     return ""
 
@@ -158,6 +175,27 @@ def completion_body(
             "total_tokens": used_in + used_out,
         },
     }
+
+
+def tool_calls_body(request: Mapping[str, Any], reply: ToolCalls, number: int) -> dict[str, Any]:
+    """A Chat Completions answer whose message asks for `reply.calls`."""
+    body = completion_body(request, reply.content, number, finish_reason="tool_calls")
+    message = body["choices"][0]["message"]
+    message["content"] = reply.content or None
+    message["tool_calls"] = [
+        {
+            "id": f"call_{number}_{index}",
+            "type": "function",
+            "function": {
+                "name": call.name,
+                "arguments": call.arguments
+                if isinstance(call.arguments, str)
+                else json.dumps(call.arguments),
+            },
+        }
+        for index, call in enumerate(reply.calls, start=1)
+    ]
+    return body
 
 
 def error_body(code: int, message: str) -> dict[str, Any]:
@@ -328,6 +366,8 @@ class _OpenAIHandler(QuietHandler):
         try:
             if isinstance(reply, str):
                 self.send_json(200, completion_body(body, reply, number))
+            elif isinstance(reply, ToolCalls):
+                self.send_json(200, tool_calls_body(body, reply, number))
             elif isinstance(reply, Cut):
                 self.send_json(200, completion_body(body, reply.content, number, finish_reason="length"))
             elif isinstance(reply, Garbage):
@@ -386,6 +426,9 @@ def parse_reply(value: object) -> Reply:
             return Garbage(str(value["garbage"]))
         if "cut" in value:
             return Cut(str(value["cut"]))
+        if "tool_calls" in value:
+            calls = [Call(str(c["name"]), c.get("arguments", {})) for c in value["tool_calls"]]
+            return ToolCalls(calls, str(value.get("content", "")))
     raise ValueError(f"not a scripted reply: {value!r}")
 
 

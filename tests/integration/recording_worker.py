@@ -15,7 +15,12 @@ def main() -> None:
     client, _ = runtime.connect_redis(settings)
     rt = runtime.build(settings, platform=RecordingPlatform(client), queue_name=os.environ["TEST_QUEUE"])
     runtime.install(rt)
-    run_worker(rt, burst=os.environ.get("TEST_BURST") == "1")
+    if os.environ.get("TEST_TOOLS") == "1":
+        rt.tools.start()  # as `agentbot worker` does: one tool host in the parent, for every horse
+    try:
+        run_worker(rt, burst=os.environ.get("TEST_BURST") == "1")
+    finally:
+        rt.tools.close()
 
 
 if __name__ == "__main__":
