@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict
 
 Role = Literal["system", "user", "assistant"]
+
+# Called with the reply's whole text so far, each time more of it arrives. A text that does not
+# extend the previous one means the model failed part-way and the next configured model started over.
+TextSink = Callable[[str], None]
 
 
 class ChatMessage(BaseModel):

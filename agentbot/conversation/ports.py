@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from agentbot.conversation.code import Artifact, CodeBlock, CodeResult, EgressGrant, InputFile
 from agentbot.conversation.events import Event, FileRef
-from agentbot.conversation.llm import ChatMessage, Completion
+from agentbot.conversation.llm import ChatMessage, Completion, TextSink
 from agentbot.conversation.posts import Post
 from agentbot.conversation.state import ConversationKey, ConversationState
 from agentbot.conversation.team import TeamChoice
@@ -19,6 +19,17 @@ class LLM(Protocol):
 
     def complete(self, messages: Sequence[ChatMessage], *, model: str | None = None) -> Completion:
         """The reply to `messages`; `model` names the agent's model (tried first), None the default."""
+        ...
+
+
+@runtime_checkable
+class StreamingLLM(LLM, Protocol):
+    """An `LLM` that can show its reply while it is written (OpenAI's `stream=True`)."""
+
+    def stream(
+        self, messages: Sequence[ChatMessage], *, on_text: TextSink, model: str | None = None
+    ) -> Completion:
+        """`complete`, calling `on_text` with the text so far as the reply arrives; usage at the end."""
         ...
 
 
