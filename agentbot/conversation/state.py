@@ -242,6 +242,22 @@ class OutboxItem(BaseModel):
     ref: str | None = None  # a name to remember the platform's message id under (e.g. "card:<run>")
     update_ref: str | None = None  # update that earlier message instead of posting a new one
     status: Literal["pending", "sending"] = "pending"
+    live_message: str = ""  # the post was shown in this message as it was written: delivering finishes it
+
+
+class LiveReply(BaseModel):
+    """An agent reply shown in the thread while the model writes it, before the engine has it.
+
+    Saved before any of its text is shown (with `message_id` once the platform gave one), so a step
+    retried after its worker died finds the message: says in it that it was cut off, then rewrites it
+    with the new reply instead of opening a second one.
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    item_id: int  # the outbox item the reply becomes (its effect id)
+    message_id: str = ""  # "" while the message is being opened
+    cut_off: bool = False  # its worker died mid-reply; the message says so until it is rewritten
 
 
 class ConversationState(BaseModel):
@@ -279,6 +295,7 @@ class ConversationState(BaseModel):
     sub_id: str = ""
     egress: EgressState = Field(default_factory=EgressState)  # network of the runs (egress proxy lists)
     hosts_ask: HostsAsk | None = None  # the latest run refused hosts that people could allow
+    live: LiveReply | None = None  # an agent reply being shown as the model writes it
 
     @property
     def total_cost_usd(self) -> float:

@@ -9,9 +9,14 @@ In tests::
         slack.fail("chat.postMessage", status=429, times=1, retry_after=1)
 
 It keeps the messages it was sent per channel (with metadata) and serves them back from
-`conversations.replies`; serves the three-step file upload (`files.getUploadURLExternal` gives an
-upload URL on this server, the POST there stores the bytes, `files.completeUploadExternal` shares
-them in `channel_id`/`thread_ts`); and serves shared files at `/files/<id>` to bearer tokens.
+`conversations.replies` (in pages of `limit`, with a cursor); streams messages as Slack's chat
+streaming does (`chat.startStream` opens an empty message, `chat.appendStream` adds `markdown_text` or
+markdown chunks while it streams, `chat.stopStream` ends it, and a message not streaming answers
+`message_not_in_streaming_state`; `streaming = False` makes `chat.startStream` answer `unknown_method`,
+as a workspace without streaming would); serves the three-step file upload
+(`files.getUploadURLExternal` gives an upload URL on this server, the POST there stores the bytes,
+`files.completeUploadExternal` shares them in `channel_id`/`thread_ts`); and serves shared files at
+`/files/<id>` to bearer tokens.
 
 As a process, for end-to-end tests::
 
@@ -45,7 +50,7 @@ BOT_USER_ID = "UBOT"
 BOT_ID = "BBOT"
 TEAM_ID = "T0001"
 TOKEN = "xoxb-test-token"
-_JSON_FIELDS = ("blocks", "metadata", "files", "attachments", "loading_messages")
+_JSON_FIELDS = ("blocks", "metadata", "files", "attachments", "loading_messages", "chunks", "prompts")
 
 
 @dataclass(frozen=True)
@@ -88,6 +93,7 @@ class FakeSlackState:
     redirects: dict[str, str] = field(default_factory=dict)  # /files/<id> answered with a 302 there
     failures: dict[str, list[_Failure]] = field(default_factory=dict)
     users: dict[str, dict[str, Any]] = field(default_factory=dict)
+    streaming: bool = True  # False: chat.startStream answers `unknown_method`
     lock: threading.Lock = field(default_factory=threading.Lock)
     _clock: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
 
@@ -188,6 +194,11 @@ class FakeSlack:
         with self.state.lock:
             self.state.redirects[file_id] = location
         return f"{self.url}/files/{file_id}"
+
+    def set_streaming(self, enabled: bool) -> None:
+        """Whether `chat.startStream` works (False: it answers `unknown_method`, as an older Slack)."""
+        with self.state.lock:
+            self.state.streaming = enabled
 
     def add_user(self, user_id: str, *, name: str, real_name: str = "") -> None:
         with self.state.lock:
@@ -394,11 +405,76 @@ def _post_message(handler: _SlackHandler, args: dict[str, Any]) -> dict[str, Any
 def _update(handler: _SlackHandler, args: dict[str, Any]) -> dict[str, Any]:
     channel, ts = args.get("channel"), args.get("ts")
     with handler.state.lock:
-        for message in handler.state.messages.get(str(channel), []):
-            if message["ts"] == ts:
-                message.update(text=args.get("text", ""), blocks=args.get("blocks") or [])
-                return {"ok": True, "channel": channel, "ts": ts, "text": args.get("text", "")}
-    return {"ok": False, "error": "message_not_found"}
+        message = _find(handler.state, channel, ts)
+        if message is None:
+            return {"ok": False, "error": "message_not_found"}
+        if message.get("streaming"):
+            return {"ok": False, "error": "cant_update_message"}  # a streaming message is stopped first
+        message.update(text=args.get("text", ""), blocks=args.get("blocks") or [])
+        if args.get("metadata"):
+            message["metadata"] = args["metadata"]
+        return {"ok": True, "channel": channel, "ts": ts, "text": args.get("text", "")}
+
+
+def _find(state: FakeSlackState, channel: object, ts: object) -> dict[str, Any] | None:
+    """The message at `ts` in `channel` (the caller holds the lock)."""
+    return next((m for m in state.messages.get(str(channel), []) if m["ts"] == ts), None)
+
+
+def _start_stream(handler: _SlackHandler, args: dict[str, Any]) -> dict[str, Any]:
+    channel = str(args.get("channel") or "")
+    state = handler.state
+    if not state.streaming:
+        return {"ok": False, "error": "unknown_method"}
+    if not channel or not args.get("thread_ts"):
+        return {"ok": False, "error": "invalid_arguments"}
+    if channel.startswith("C") and not (args.get("recipient_user_id") and args.get("recipient_team_id")):
+        return {"ok": False, "error": "missing_recipient_user_id"}  # required when streaming to channels
+    with state.lock:
+        ts = state.next_ts()
+        message = {
+            "type": "message", "subtype": "bot_message", "bot_id": BOT_ID, "user": BOT_USER_ID, "ts": ts,
+            "thread_ts": args["thread_ts"], "text": _streamed_text(args), "blocks": [], "streaming": True,
+            "username": args.get("username"), "icon_emoji": args.get("icon_emoji"),
+        }  # fmt: skip
+        state.messages.setdefault(channel, []).append(message)
+    return {"ok": True, "channel": channel, "ts": ts}
+
+
+def _append_stream(handler: _SlackHandler, args: dict[str, Any]) -> dict[str, Any]:
+    with handler.state.lock:
+        message = _find(handler.state, args.get("channel"), args.get("ts"))
+        if message is None:
+            return {"ok": False, "error": "message_not_found"}
+        if not message.get("streaming"):
+            return {"ok": False, "error": "message_not_in_streaming_state"}
+        message["text"] += _streamed_text(args)
+    return {"ok": True, "channel": args.get("channel"), "ts": args.get("ts")}
+
+
+def _stop_stream(handler: _SlackHandler, args: dict[str, Any]) -> dict[str, Any]:
+    with handler.state.lock:
+        message = _find(handler.state, args.get("channel"), args.get("ts"))
+        if message is None:
+            return {"ok": False, "error": "message_not_found"}
+        if not message.get("streaming"):
+            return {"ok": False, "error": "message_not_in_streaming_state"}
+        message["text"] += _streamed_text(args)
+        message["streaming"] = False
+        if args.get("metadata"):
+            message["metadata"] = args["metadata"]
+        if args.get("blocks"):
+            message["blocks"] = args["blocks"]
+    return {"ok": True, "channel": args.get("channel"), "ts": args.get("ts"), "message": dict(message)}
+
+
+def _streamed_text(args: dict[str, Any]) -> str:
+    """The markdown a streaming call adds: `markdown_text`, then any markdown text chunks."""
+    chunks: object = args.get("chunks")
+    items = chunks if isinstance(chunks, list) else []
+    markdown = [c for c in items if isinstance(c, dict) and c.get("type") == "markdown_text"]
+    texts = [str(c.get("text", "")) for c in markdown]
+    return str(args.get("markdown_text") or "") + "".join(texts)
 
 
 def _post_ephemeral(handler: _SlackHandler, args: dict[str, Any]) -> dict[str, Any]:
@@ -413,7 +489,11 @@ def _replies(handler: _SlackHandler, args: dict[str, Any]) -> dict[str, Any]:
         return {"ok": False, "error": "thread_not_found"}
     if not args.get("include_all_metadata"):
         thread = [{k: v for k, v in m.items() if k != "metadata"} for m in thread]
-    return {"ok": True, "messages": thread, "has_more": False, "response_metadata": {"next_cursor": ""}}
+    start = int(args.get("cursor") or 0)
+    limit = min(int(args.get("limit") or 1000), 1000)
+    page, more = thread[start : start + limit], start + limit < len(thread)
+    cursor = str(start + limit) if more else ""
+    return {"ok": True, "messages": page, "has_more": more, "response_metadata": {"next_cursor": cursor}}
 
 
 def _users_info(handler: _SlackHandler, args: dict[str, Any]) -> dict[str, Any]:
@@ -528,6 +608,10 @@ _METHODS: dict[str, Callable[[_SlackHandler, dict[str, Any]], dict[str, Any]]] =
     "reactions.add": _ok,
     "reactions.remove": _ok,
     "assistant.threads.setStatus": _ok,
+    "assistant.threads.setSuggestedPrompts": _ok,
+    "chat.startStream": _start_stream,
+    "chat.appendStream": _append_stream,
+    "chat.stopStream": _stop_stream,
     "apps.connections.open": _connections_open,
 }
 

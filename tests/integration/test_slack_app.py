@@ -36,7 +36,7 @@ from agentbot.conversation.state import ConversationKey, Phase
 from agentbot.settings import load_settings
 from agentbot.slack.app import Bridge, build_app
 from agentbot.slack.platform import SlackPlatform
-from agentbot.store import RedisStore
+from agentbot.store import RedisSlackStore, RedisStore
 from agentbot.web import WebApp
 from tests.fakes.openai_server import FakeOpenAI
 from tests.fakes.slack_server import BOT_ID, BOT_USER_ID, TEAM_ID, TOKEN, FakeSlack, sign
@@ -68,13 +68,13 @@ class Bot:
             slack_signing_secret=SECRET, slack_api_url=slack.api_url, approvers="UBOSS",
         )  # fmt: skip
         self.slack, self.llm, self.redis = slack, llm, client
-        self.platform = SlackPlatform.from_settings(self.settings, client)
+        self.platform = SlackPlatform.from_settings(self.settings, RedisSlackStore(client))
         self.rt = runtime.Runtime(
             settings=self.settings, redis=client, platform=self.platform, embedded=False,
             queue_name=f"test-{uuid.uuid4().hex[:8]}",
         )  # fmt: skip
         runtime.install(self.rt)
-        self.bridge = Bridge(store=self.rt.store, queue=self.rt.queue, redis=client, platform=self.platform)
+        self.bridge = Bridge(store=self.rt.store, queue=self.rt.queue, platform=self.platform)
         self.app = build_app(self.settings, bridge=self.bridge)
         self.server = LoopbackWSGI(WebApp(self.app, healthy=lambda: runtime.redis_answers(client)))
         self.url = self.server.url
@@ -512,7 +512,7 @@ def test_slash_command_whose_conversation_cannot_be_stored_says_so_on_its_messag
     bot: Bot,
 ) -> None:
     down = redis.Redis(host="127.0.0.1", port=1, socket_connect_timeout=0.2, retry=Retry(NoBackoff(), 0))
-    bridge = Bridge(store=RedisStore(down), queue=bot.rt.queue, redis=down, platform=bot.platform)
+    bridge = Bridge(store=RedisStore(down), queue=bot.rt.queue, platform=bot.platform)
     try:
         answer = bridge.on_command(slash_form("team:coder plot sales"))  # what Bolt hands the listener
     finally:
