@@ -107,7 +107,7 @@ class Bridge:
         if command is None:
             return "I could not read that command."
         if command.topic != "start":
-            return guide.answer(command.topic, self.catalog)
+            return guide.mrkdwn(guide.answer(command.topic, self.catalog))  # an ephemeral reply takes mrkdwn
         return self._start_from_command(command)
 
     def on_details(self, body: dict[str, Any]) -> None:
