@@ -598,3 +598,39 @@ def test_blocked_hosts_card_refuses_a_stranger_and_allow_reruns_the_code(bot: Bo
     assert state is not None and state.egress.thread_hosts == ("data.example.org:8080",)
     assert bot.results(root)[-1] == ":white_check_mark: exitcode: 0 (execution succeeded)"  # the rerun
     assert bot.cards(root) == []  # every card decided: no buttons left in the thread
+
+
+def test_a_mention_in_a_long_thread_is_acked_before_any_slack_read_and_the_worker_reads_the_thread(
+    bot: Bot, slack: FakeSlack, llm: FakeOpenAI
+) -> None:
+    root = slack.add_message(CHANNEL, user="UBOB", text="Which region sold most?")
+    for i in range(300):
+        slack.add_message(CHANNEL, user="UBOB", text=f"region {i} sold {i * 3}", thread_ts=root)
+    said = f"<@{BOT_USER_ID}> sum this thread up"
+    ts = slack.add_message(CHANNEL, user="UANA", text=said, thread_ts=root)
+    llm.script("Region 299 sold most. TERMINATE")
+
+    status, _ = bot.event({"type": "app_mention", "user": "UANA", "text": said, "ts": ts, "thread_ts": root})
+    acked_at = time.time()
+
+    assert status == 200
+    assert bot.work() is None and len(llm.requests) == 1
+    reads = slack.calls_to("conversations.replies") + slack.calls_to("users.info")
+    assert reads and all(call.at > acked_at for call in reads)  # all read by the worker, after the ack
+    prompt = json.dumps(llm.requests[0]["messages"])
+    assert "region 299 sold 897" in prompt
+
+
+def test_opening_the_assistant_thread_sets_suggested_prompts_after_the_ack(
+    bot: Bot, slack: FakeSlack
+) -> None:
+    event = {
+        "type": "assistant_thread_started", "ts": "1700000009.000100",
+        "assistant_thread": {"user_id": "UANA", "channel_id": "D0001", "thread_ts": "1700000009.000100",
+                             "context": {"channel_id": CHANNEL, "team_id": TEAM_ID}},
+    }  # fmt: skip
+    status, _ = bot.event(event)
+    assert status == 200
+    assert slack.wait_for(lambda: bool(slack.calls_to("assistant.threads.setSuggestedPrompts")), timeout=5)
+    (call,) = slack.calls_to("assistant.threads.setSuggestedPrompts")
+    assert call.args["channel_id"] == "D0001" and call.args["thread_ts"] == "1700000009.000100"
