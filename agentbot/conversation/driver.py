@@ -114,7 +114,7 @@ def fail(ports: Ports, key: ConversationKey, text: str) -> None:
     state = ports.store.load(key)
     if state is None or state.phase is Phase.FINISHED:
         return
-    state = ports.store.save(engine.on_failure(state, text))
+    state = ports.store.save(engine.on_failure(live.abandon(ports, state), text))
     deliver(ports, state)
 
 

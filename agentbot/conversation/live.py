@@ -10,7 +10,9 @@ The order of one streamed reply (README, "Exactly once, under crashes"):
 
 A step that finds a `LiveReply` whose item never came knows its worker died mid-reply: it says so in
 the message (`cut_off`), and the retried model call rewrites that same message instead of opening a
-second one. A sub-team's conversation is never streamed: its posts go to its lead, not to a thread.
+second one. (A worker that dies in the moment between Slack opening a streamed message and the save
+of its ts leaves that message empty: Slack gives no way to find it, and ends idle streams itself.)
+A sub-team's conversation is never streamed: its posts go to its lead, not to a thread.
 """
 
 from __future__ import annotations
@@ -51,9 +53,9 @@ class Writer:
     def _open(self) -> LiveMessage | None:
         key, live = self.state.key, self.state.live
         if live is not None and live.cut_off and live.message_id:  # a retry: rewrite the cut-off message
-            self._save(live.model_copy(update={"item_id": self.state.next_item_id}))
+            self._save(live.model_copy(update={"item_id": self.state.next_item_id, "cut_off": False}))
             return self._platform.resume_live(key, live.message_id, self._post)
-        live = LiveReply(item_id=self.state.next_item_id)
+        live = LiveReply(item_id=self.state.next_item_id, after_event=self.state.last_event_id)
         self._save(live)  # recorded before anything shows: a crash from here on is found by the next step
         try:
             message = self._platform.open_live(
@@ -122,18 +124,22 @@ def abandon(ports: Ports, state: ConversationState) -> ConversationState:
 def recover(ports: Ports, state: ConversationState, *, thinking: bool) -> ConversationState:
     """A `LiveReply` left by a worker that died mid-reply: mark its message cut off, once.
 
-    The message is kept for the retried model call when the conversation is `thinking` again;
-    otherwise (people stopped it meanwhile, say) it stays as it is, saying it was cut off.
+    The message is kept for the retried model call when the conversation is `thinking` again with
+    nothing new from people; otherwise (someone replied or stopped it meanwhile) it stays as it is,
+    saying it was cut off, and the next reply gets a message of its own, after theirs.
     """
     live, platform = state.live, ports.platform
-    if live is None or live.cut_off or not isinstance(platform, LivePlatform):
+    if live is None or not isinstance(platform, LivePlatform):
         return state
+    retried = thinking and live.after_event == state.last_event_id
+    if live.cut_off:
+        return state if retried else ports.store.save(state.model_copy(update={"live": None}))
     logger.warning("conversation %s: a reply was cut off mid-stream; retrying it", state.key.id)
     message_id = live.message_id or platform.find_live(state.key, effect_id(state, live.item_id)) or ""
     if message_id:
         platform.cut_off(state.key, message_id)
-    kept = LiveReply(item_id=live.item_id, message_id=message_id, cut_off=True)
-    return ports.store.save(state.model_copy(update={"live": kept if message_id and thinking else None}))
+    kept = live.model_copy(update={"message_id": message_id, "cut_off": True})
+    return ports.store.save(state.model_copy(update={"live": kept if message_id and retried else None}))
 
 
 def _asker(state: ConversationState) -> str:

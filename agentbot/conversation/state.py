@@ -258,6 +258,9 @@ class LiveReply(BaseModel):
     item_id: int  # the outbox item the reply becomes (its effect id)
     message_id: str = ""  # "" while the message is being opened
     cut_off: bool = False  # its worker died mid-reply; the message says so until it is rewritten
+    after_event: str = (
+        "0-0"  # the last inbox event applied when it opened: a retry with newer ones starts anew
+    )
 
 
 class ConversationState(BaseModel):

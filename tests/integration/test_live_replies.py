@@ -18,7 +18,7 @@ import redis
 
 from agentbot.conversation import driver
 from agentbot.conversation.driver import Ports
-from agentbot.conversation.events import Start
+from agentbot.conversation.events import HumanMessage, Start
 from agentbot.conversation.state import ConversationKey, Phase, Policy
 from agentbot.llm import ModelConfig, OpenAIChat
 from agentbot.queue import RQJobQueue
@@ -75,6 +75,18 @@ def bot_messages(slack: FakeSlack, key: ConversationKey) -> list[dict[str, objec
     return [m for m in slack.thread(key.channel_id, key.thread_ts) if m.get("bot_id")]
 
 
+def killed_mid_reply(redis_url: str, slack: FakeSlack, llm: FakeOpenAI, key: ConversationKey) -> None:
+    """A step in a process of its own, SIGKILLed once its reply has streamed for a while."""
+    worker = multiprocessing.get_context("fork").Process(
+        target=lambda: driver.step(make_ports(redis_url, slack, llm), key), daemon=True
+    )
+    worker.start()
+    assert slack.wait_for(lambda: len(slack.calls_to("chat.appendStream")) >= 2, timeout=15)
+    assert worker.pid is not None
+    os.kill(worker.pid, signal.SIGKILL)
+    worker.join(timeout=10)
+
+
 def test_a_reply_arrives_in_several_pieces_then_its_card_as_a_message_of_its_own(
     redis_url: str, slack: FakeSlack, llm: FakeOpenAI
 ) -> None:
@@ -104,14 +116,7 @@ def test_a_worker_killed_mid_reply_leaves_it_cut_off_and_the_retry_rewrites_that
     llm.script(Stall("The first attempt at this reply never gets to its end because its worker"), WHOLE)
     key = started(ports, slack)
 
-    worker = multiprocessing.get_context("fork").Process(
-        target=lambda: driver.step(make_ports(redis_url, slack, llm), key), daemon=True
-    )
-    worker.start()
-    assert slack.wait_for(lambda: len(slack.calls_to("chat.appendStream")) >= 2, timeout=15)
-    assert worker.pid is not None
-    os.kill(worker.pid, signal.SIGKILL)
-    worker.join(timeout=10)
+    killed_mid_reply(redis_url, slack, llm, key)
     (message,) = bot_messages(slack, key)
     assert message["streaming"]  # as the dead worker left it
 
@@ -125,3 +130,20 @@ def test_a_worker_killed_mid_reply_leaves_it_cut_off_and_the_retry_rewrites_that
     assert stop.args["ts"] == message["ts"]
     assert len(llm.requests) == 2
     assert [m.content for m in state.transcript if m.kind == "agent"] == [WHOLE]
+
+
+def test_a_reply_cut_off_before_someone_wrote_again_stays_cut_off_and_the_next_gets_its_own_message(
+    redis_url: str, slack: FakeSlack, llm: FakeOpenAI
+) -> None:
+    ports = make_ports(redis_url, slack, llm)
+    llm.script(Stall("The first attempt at this reply never gets to its end because its worker"), WHOLE)
+    key = started(ports, slack)
+    killed_mid_reply(redis_url, slack, llm, key)
+    driver.submit(ports.store, ports.queue, key, HumanMessage(event_id="h1", user_id="UBOB", text="hello?"))
+
+    state = driver.step(ports, key)
+
+    assert state is not None and state.live is None
+    cut, reply = bot_messages(slack, key)
+    assert str(cut["text"]).endswith(CUT_OFF)
+    assert reply["blocks"] == [{"type": "markdown", "text": WHOLE}]
