@@ -233,7 +233,10 @@ def agent_text(post: dict[str, Any]) -> str:
 
 def wait_for_agent_posts(bot: Stack, root: str, count: int) -> list[dict[str, Any]]:
     """The first `count` agent messages, once each is finished (replies stream in as they are written)."""
-    finished = lambda: [m for m in agent_posts(bot, root) if str(m["text"]).startswith(f"{m['username']}: ")]  # noqa: E731
+
+    def finished() -> list[dict[str, Any]]:
+        return [m for m in agent_posts(bot, root) if str(m["text"]).startswith(f"{m['username']}: ")]
+
     bot.wait_until(
         lambda: len(finished()) >= count,
         timeout=60,
