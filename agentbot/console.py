@@ -23,6 +23,7 @@ from agentbot.conversation.events import (
     Start,
     Stop,
 )
+from agentbot.conversation.ports import Activity
 from agentbot.conversation.posts import HostsPost, Post, ToolApprovalPost, ToolResultPost
 from agentbot.conversation.state import ConversationKey, ConversationState, Phase
 from agentbot.errors import PlatformError
@@ -75,7 +76,7 @@ class ConsolePlatform:
             f"console cannot download {file.url}", user_message="the console shares no files."
         )
 
-    def set_status(self, key: ConversationKey, text: str) -> None:
+    def set_status(self, key: ConversationKey, text: str, *, activity: Activity = "") -> None:
         """The console shows no transient status."""
 
     def _print(self, text: str) -> None:

@@ -24,6 +24,7 @@ from rq.rate_limit import RateLimit
 from rq.serializers import JSONSerializer
 
 from agentbot.conversation.state import ConversationKey
+from agentbot.errors import StoreError
 
 QUEUE_NAME = "agentbot"
 STEP_FUNCTION = "agentbot.jobs.step"
@@ -56,12 +57,15 @@ class RQJobQueue:
         return self._queue
 
     def enqueue_step(self, key: ConversationKey) -> None:
-        self._queue.enqueue(
-            STEP_FUNCTION,
-            key.model_dump(),
-            job_id=f"step-{key.slug}-{uuid.uuid4().hex[:12]}",
-            **self._options(key),
-        )
+        try:
+            self._queue.enqueue(
+                STEP_FUNCTION,
+                key.model_dump(),
+                job_id=f"step-{key.slug}-{uuid.uuid4().hex[:12]}",
+                **self._options(key),
+            )
+        except redis.RedisError as exc:
+            raise StoreError(f"redis: step not enqueued: {exc}", retryable=True) from exc
 
     def enqueue_step_at(self, key: ConversationKey, at: datetime, *, name: str) -> None:
         """A step for `key` at `at`, once per `name`: `unique` makes a repeat a no-op, not a second job."""

@@ -28,7 +28,7 @@ from agentbot.queue import QUEUE_NAME, RQJobQueue
 from agentbot.sandbox.local import LocalExecutor
 from agentbot.sandbox.none import NoExecutor
 from agentbot.settings import Settings
-from agentbot.store import RedisStore
+from agentbot.store import RedisSlackStore, RedisStore
 from agentbot.teams import Catalog, load_catalog
 from agentbot.tools.client import ToolHost
 
@@ -217,14 +217,14 @@ def build_web(settings: Settings) -> WebRuntime:
     from agentbot.web import WebApp  # noqa: PLC0415
 
     client, embedded = connect_redis(settings)
-    platform = SlackPlatform.from_settings(settings, client)
+    platform = SlackPlatform.from_settings(settings, RedisSlackStore(client))
     rt = Runtime(settings=settings, redis=client, platform=platform, embedded=embedded)
     install(rt)
     if embedded:
         from agentbot.workers import start_thread_worker  # noqa: PLC0415  # only the embedded mode
 
         start_thread_worker(rt)
-    bridge = Bridge(store=rt.store, queue=rt.queue, redis=client, platform=platform, catalog=rt.teams)
+    bridge = Bridge(store=rt.store, queue=rt.queue, platform=platform, catalog=rt.teams)
     socket_mode = _socket_mode(settings)
     # The token was checked at start; Bolt's own check would stop this process when Slack is unreachable.
     bolt = build_app(settings, bridge=bridge, socket_mode=socket_mode, token_verification=False)
@@ -265,7 +265,10 @@ def run_worker(settings: Settings, *, burst: bool = False, simple: bool = False)
             "REDIS_URL: required by `agentbot worker` (without it, `agentbot web` runs steps itself)"
         )
     doctor.at_start(settings, "worker")
-    rt = build(settings, platform=SlackPlatform.from_settings(settings))
+    client, _ = connect_redis(settings)
+    # The same store as the web's: edits of one message are paced across every worker and web process.
+    platform = SlackPlatform.from_settings(settings, RedisSlackStore(client))
+    rt = Runtime(settings=settings, redis=client, platform=platform, embedded=False)
     install(rt)
     rt.ports()  # fail at start, with one clear line, if the LLM or executor is misconfigured
     _housekeeping(rt.executor)

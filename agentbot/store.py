@@ -6,6 +6,9 @@ Keys, all under `agentbot:` and all expiring after the conversation has been idl
     art:{run}   hash  file name -> bytes (expires after `artifact_ttl`)
     people:{team}:{user}  sorted set of the conversation ids a person started or approves, by start
                 time (the newest `PEOPLE_INDEX` kept): what their Home tab lists
+
+`RedisSlackStore` keeps the Slack layer's own keys under `agentbot:slack:` (delivery markers, user names,
+message edit pacing; see `agentbot.slack.store`).
 """
 
 from __future__ import annotations
@@ -204,3 +207,40 @@ def _text(value: bytes | str) -> str:
 def _artifact(name: str, content: bytes) -> Artifact:
     mime_type = mimetypes.guess_type(name)[0] or "application/octet-stream"
     return Artifact(name=name, mime_type=mime_type, size=len(content), content=content)
+
+
+class RedisSlackStore:
+    """The Slack layer's `SlackStore` on Redis, under `agentbot:slack:`, shared by all processes."""
+
+    def __init__(self, client: redis.Redis, *, prefix: str = "agentbot:slack") -> None:
+        self._redis = client
+        self._prefix = prefix
+
+    @_translated
+    def claim(self, name: str, ttl: float) -> bool:
+        return bool(self._redis.set(self._key(name), "1", nx=True, px=_ms(ttl)))
+
+    @_translated
+    def release(self, name: str) -> None:
+        self._redis.delete(self._key(name))
+
+    @_translated
+    def remaining(self, name: str) -> float:
+        left = int(self._redis.pttl(self._key(name)))
+        return max(left, 0) / 1000
+
+    @_translated
+    def get(self, name: str) -> str | None:
+        value = self._redis.get(self._key(name))
+        return None if value is None else _text(value)
+
+    @_translated
+    def put(self, name: str, value: str, ttl: float) -> None:
+        self._redis.set(self._key(name), value, px=_ms(ttl))
+
+    def _key(self, name: str) -> str:
+        return f"{self._prefix}:{name}"
+
+
+def _ms(seconds: float) -> int:
+    return max(int(seconds * 1000), 1)

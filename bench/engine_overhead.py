@@ -29,6 +29,7 @@ from agentbot.conversation.code import Artifact
 from agentbot.conversation.driver import submit
 from agentbot.conversation.events import FileRef, Start
 from agentbot.conversation.llm import ChatMessage, Completion, ToolSpec
+from agentbot.conversation.ports import Activity
 from agentbot.conversation.posts import Post
 from agentbot.conversation.state import ConversationKey
 from agentbot.settings import load_settings
@@ -66,7 +67,7 @@ class NullPlatform:
     def download(self, file: FileRef) -> bytes:
         return b""
 
-    def set_status(self, key: ConversationKey, text: str) -> None:
+    def set_status(self, key: ConversationKey, text: str, *, activity: Activity = "") -> None:
         return None
 
 

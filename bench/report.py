@@ -3,7 +3,8 @@
     python -m bench.report [--quick] [--only NAME ...] [--out bench/out]
 
 Runs, each in its own process with a time limit: `bench.slack_ack` (ack latency, first visible
-response), `bench.engine_overhead` (engine overhead per step), `bench.sandbox_vs_autogen` (sandbox
+response), `bench.streaming` (the model's first token to the first visible text, streamed and
+edited), `bench.engine_overhead` (engine overhead per step), `bench.sandbox_vs_autogen` (sandbox
 run-to-result, against AG2's executor), `bench.load` (100 conversations at once vs the ideal, peak
 memory), and, here, the Redis bytes an idle conversation costs. A benchmark that fails or times out
 shows "n/a" with the reason; the others are still reported. Writes `figures.png`, `figures.md` and
@@ -138,6 +139,30 @@ def parse_load(out: str) -> list[Figure]:
     return figures
 
 
+def parse_streaming(out: str) -> list[Figure]:
+    figures = []
+    rows = {  # prefix in the output: (figure, target)
+        "first token -> first visible text, streamed": (
+            "first token to first visible text, streamed",
+            "p50 ≤ 300 ms",
+        ),
+        "first token -> first visible text, edits": (
+            "first token to first visible text, edits (fallback)",
+            "",
+        ),
+        "first token -> whole reply shown": ("first token to whole reply (as before streaming)", ""),
+    }
+    note = "model at 50 tokens/s, 60-token replies"
+    for prefix, (name, target) in rows.items():
+        found = re.search(rf"^{re.escape(prefix)}.*?\s+(\d+)\s+{NUMBER}\s+{NUMBER}\s+{NUMBER}", out, re.M)
+        for label, group in (("p50", 2), ("p99", 3)):
+            value = _num(found.group(group)) if found else None
+            figures.append(
+                Figure("Slack", f"{name} {label}", value, "ms", target, note if found else "not in output")
+            )
+    return figures
+
+
 def _first_number(text: str | None) -> float | None:
     found = re.search(NUMBER, text or "")
     return _num(found.group(1)) if found else None
@@ -150,6 +175,13 @@ BENCHES = {
         240,
         parse_slack_ack,
         [("Slack", "ack latency p99", "ms"), ("Slack", "first visible response p50", "ms")],
+    ),
+    "streaming": lambda quick: Bench(
+        "streaming",
+        [sys.executable, "-m", "bench.streaming", "--conversations", "10" if quick else "30"],
+        300,
+        parse_streaming,
+        [("Slack", "first token to first visible text, streamed p50", "ms")],
     ),
     "engine_overhead": lambda quick: Bench(
         "engine_overhead",

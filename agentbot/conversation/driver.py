@@ -12,17 +12,20 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
-from agentbot.conversation import delegation, engine, speakers, toolcalls
+from agentbot.conversation import delegation, engine, live, speakers, toolcalls
 from agentbot.conversation.code import InputFile
-from agentbot.conversation.events import Event, Start, Stop, SubTeamUpdate
+from agentbot.conversation.events import Event, HumanMessage, Start, Stop, SubTeamUpdate
 from agentbot.conversation.llm import ChatMessage, Completion, ToolSpec
 from agentbot.conversation.ports import (
     LLM,
+    Activity,
     ChatPlatform,
     CodeExecutor,
     ConversationStore,
     JobQueue,
+    LivePlatform,
     TeamCatalog,
+    ThreadReader,
     Toolbox,
 )
 from agentbot.conversation.state import (
@@ -114,7 +117,7 @@ def fail(ports: Ports, key: ConversationKey, text: str) -> None:
     state = ports.store.load(key)
     if state is None or state.phase is Phase.FINISHED:
         return
-    state = ports.store.save(engine.on_failure(state, text))
+    state = ports.store.save(engine.on_failure(live.abandon(ports, state), text))
     deliver(ports, state)
 
 
@@ -124,12 +127,27 @@ def _apply_inbox(ports: Ports, key: ConversationKey) -> ConversationState | None
     if not events:
         return state
     now = ports.clock()
-    for event_id, event in events:
+    for event_id, stored in events:
+        event = _with_people(ports, key, stored, state)
         choice = _choice(ports, key, event) if state is None else None
         state = engine.apply(state, key, event, ports.policy, now, choice=choice, egress=ports.egress)
         if state is not None:
             state = state.evolve(last_event_id=event_id)
     return ports.store.save(state) if state is not None else None
+
+
+def _with_people(ports: Ports, key: ConversationKey, event: Event, state: ConversationState | None) -> Event:
+    """What the listener left out to ack at once: the author's name, the thread before a mention."""
+    platform = ports.platform
+    if not isinstance(event, Start | HumanMessage) or not isinstance(platform, ThreadReader):
+        return event
+    if isinstance(event, Start) and event.context_before and state is None and not event.context:
+        event = event.model_copy(
+            update={"context": platform.thread_context(key, before=event.context_before)}
+        )
+    if not event.user_name:
+        event = event.model_copy(update={"user_name": platform.user_name(key, event.user_id)})
+    return event
 
 
 def _choice(ports: Ports, key: ConversationKey, event: Event) -> TeamChoice | None:
@@ -140,7 +158,12 @@ def _choice(ports: Ports, key: ConversationKey, event: Event) -> TeamChoice | No
 
 def _recover(ports: Ports, state: ConversationState) -> ConversationState:
     """A run or tool call marked 'running' at the start of a step was cut off by a dead worker: never
-    make it again on our own (a person is asked)."""
+    make it again on our own (a person is asked).
+
+    A reply that was being shown live when its worker died gets its message marked cut off.
+    """
+    if state.live is not None:
+        state = live.recover(ports, state, thinking=state.phase is Phase.THINKING)
     if state.phase is Phase.RUNNING and state.run is not None and state.run.status == "running":
         logger.warning("conversation %s: run %s was interrupted", state.key.id, state.run.run_id)
         return ports.store.save(engine.on_run_interrupted(state, ports.clock()))
@@ -179,24 +202,34 @@ def _perform_for_team(
 
 
 def _call_llm(ports: Ports, state: ConversationState, action: engine.CallLLM) -> ConversationState:
+    """The speaker's reply, shown in the thread as it is written where the ports can stream.
+
+    A speaker with tools gets its reply whole: the streaming port does not offer tools (yet).
+    """
     speaker = action.speaker or state.policy.assistant_name
-    _status(ports, state, f"{speaker} is thinking…")
+    offered: tuple[ToolSpec, ...] = ()
+    writer: live.Writer | None = None
+    _status(ports, state, f"{speaker} is thinking…", activity="thinking")
     try:
         offered = _describe(ports, action)
-        completion = _complete(ports, action.messages, action.model, offered)
+        writer = None if offered else live.writer(ports, state, speaker)
+        completion = _reply(ports, action, writer, offered)
     except (LLMError, ToolError) as exc:
         logger.warning("conversation %s: LLM failed: %s", state.key.id, exc)
+        state = live.abandon(ports, writer.state if writer else state)
         state = engine.on_llm_error(state, exc.user_message)
     else:
-        state = engine.on_reply(state, completion, ports.clock(), offered)
-    ports.platform.set_status(state.key, "")
+        state = engine.on_reply(writer.state if writer else state, completion, ports.clock(), offered)
+        state = live.attach(state)
+    finally:
+        ports.platform.set_status(state.key, "")  # an error never leaves the status up
     return ports.store.save(state)
 
 
 def _select_speaker(
     ports: Ports, state: ConversationState, action: engine.SelectSpeaker
 ) -> ConversationState:
-    _status(ports, state, "choosing who speaks next…")
+    _status(ports, state, "choosing who speaks next…", activity="thinking")
     try:
         completion = _complete(ports, action.messages, action.model)
     except LLMError as exc:
@@ -204,7 +237,8 @@ def _select_speaker(
         state = engine.on_llm_error(state, exc.user_message)
     else:
         state = speakers.on_selection(state, completion)
-    ports.platform.set_status(state.key, "")
+    finally:
+        ports.platform.set_status(state.key, "")
     return ports.store.save(state)
 
 
@@ -230,7 +264,7 @@ def _call_tool(ports: Ports, state: ConversationState, action: engine.CallTool) 
     """Mark the call running, make it, keep its result: each saved before the next move."""
     call = action.pending.call
     state = ports.store.save(toolcalls.on_call_started(state, call.id))
-    ports.platform.set_status(state.key, f"is calling {call.name}…")
+    _status(ports, state, f"is calling {call.name}…", activity="running")
     if action.source is None or ports.tools is None:
         outcome = ToolOutcome(text=f"Error: the tool {call.name!r} is not available.", is_error=True)
     else:
@@ -242,12 +276,20 @@ def _call_tool(ports: Ports, state: ConversationState, action: engine.CallTool) 
     return ports.store.save(state)
 
 
-def _status(ports: Ports, state: ConversationState, text: str) -> None:
+def _reply(
+    ports: Ports, action: engine.CallLLM, writer: live.Writer | None, offered: tuple[ToolSpec, ...]
+) -> Completion:
+    if writer is None:
+        return _complete(ports, action.messages, action.model, offered)
+    return live.streaming_llm(ports).stream(action.messages, on_text=writer.show, model=action.model)
+
+
+def _status(ports: Ports, state: ConversationState, text: str, *, activity: Activity) -> None:
     """What the agents do now, with the running cost when the conversation has a budget."""
     budget = state.policy.max_cost_usd
     if budget is not None:
         text += f" (${state.total_cost_usd:.2f} of ${budget:.2f} spent)"
-    ports.platform.set_status(state.key, text)
+    ports.platform.set_status(state.key, text, activity=activity)
 
 
 def _delegate(ports: Ports, state: ConversationState, action: engine.Delegate) -> ConversationState:
@@ -271,7 +313,7 @@ def _cancel_subteams(
 
 def _run_code(ports: Ports, state: ConversationState, action: engine.RunCode) -> ConversationState:
     state = ports.store.save(engine.on_run_started(state))
-    ports.platform.set_status(state.key, "is running the code…")
+    ports.platform.set_status(state.key, "is running the code…", activity="running")
     try:
         result = ports.executor.run(state.key.slug, action.run.blocks, grant=state.egress.grant())
     except SandboxError as exc:
@@ -281,7 +323,8 @@ def _run_code(ports: Ports, state: ConversationState, action: engine.RunCode) ->
         if result.artifacts:
             ports.store.put_artifacts(f"{state.key.slug}-{action.run.run_id}", result.artifacts)
         state = engine.on_run_result(state, result, ports.clock())
-    ports.platform.set_status(state.key, "")
+    finally:
+        ports.platform.set_status(state.key, "")  # an error never leaves the status up
     return ports.store.save(state)
 
 
@@ -348,8 +391,19 @@ def _shown_in_plan(state: ConversationState, item: OutboxItem) -> bool:
     return post.kind == "agent" and post.plan_ref is not None and bool(state.message_refs.get(post.plan_ref))
 
 
+def _finish_live(ports: Ports, state: ConversationState, item: OutboxItem, effect_id: str) -> str:
+    """The whole post in the message it was shown in as it was written (the stream ends)."""
+    platform = ports.platform
+    resume = item.status == "sending"  # tried before: parts of it may be there already
+    if isinstance(platform, LivePlatform):
+        platform.finish_live(state.key, item.live_message, item.post, effect_id=effect_id, resume=resume)
+    else:  # a live message from a platform that is no longer live (a changed deployment)
+        platform.update(state.key, item.live_message, item.post)
+    return item.live_message
+
+
 def _find_earlier(ports: Ports, state: ConversationState, item: OutboxItem, effect_id: str) -> str | None:
-    if item.status != "sending" or item.update_ref is not None:
+    if item.status != "sending" or item.update_ref is not None or item.live_message:
         return None
     return ports.platform.find_posted(state.key, effect_id)
 
@@ -362,6 +416,8 @@ def _send(ports: Ports, state: ConversationState, item: OutboxItem, effect_id: s
             resume = item.status == "sending"  # tried before: Slack may have taken it, the answer lost
             ports.platform.upload(state.key, artifacts, run_id=post.run_id, resume=resume)
             return ""
+        if item.live_message:
+            return _finish_live(ports, state, item, effect_id)
         if item.update_ref is not None:
             message_id = state.message_refs.get(item.update_ref)
             if message_id:

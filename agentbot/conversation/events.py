@@ -46,6 +46,7 @@ class Start(_Event):
     files: tuple[FileRef, ...] = ()
     context: tuple[PriorMessage, ...] = ()
     team: str | None = None
+    context_before: str = ""  # a mention inside a thread: the worker reads the messages before this one
 
 
 class HumanMessage(_Event):

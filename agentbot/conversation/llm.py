@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -33,6 +34,11 @@ class ToolSpec(BaseModel):
     parameters: dict[str, Any] = Field(default_factory=lambda: {"type": "object", "properties": {}})
     source: str
     server: str = "python"
+
+
+# Called with the reply's whole text so far, each time more of it arrives. A text that does not
+# extend the previous one means the model failed part-way and the next configured model started over.
+TextSink = Callable[[str], None]
 
 
 class ChatMessage(BaseModel):

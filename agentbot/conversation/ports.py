@@ -4,15 +4,17 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Protocol
+from typing import Literal, Protocol, runtime_checkable
 
 from agentbot.conversation.code import Artifact, CodeBlock, CodeResult, EgressGrant, InputFile
-from agentbot.conversation.events import Event, FileRef
-from agentbot.conversation.llm import ChatMessage, Completion, ToolCall, ToolSpec
-from agentbot.conversation.posts import Post
+from agentbot.conversation.events import Event, FileRef, PriorMessage
+from agentbot.conversation.llm import ChatMessage, Completion, TextSink, ToolCall, ToolSpec
+from agentbot.conversation.posts import AgentPost, Post
 from agentbot.conversation.state import ConversationKey, ConversationState
 from agentbot.conversation.team import TeamChoice
 from agentbot.conversation.tools import ToolOutcome, ToolSource
+
+Activity = Literal["", "thinking", "running"]  # what a status is about: the model, or code running
 
 
 class LLM(Protocol):
@@ -41,6 +43,17 @@ class Toolbox(Protocol):
 
     def call(self, source: ToolSource, call: ToolCall) -> ToolOutcome:
         """Make `call` of a tool of `source` and return its result, capped like code output."""
+        ...
+
+
+@runtime_checkable
+class StreamingLLM(LLM, Protocol):
+    """An `LLM` that can show its reply while it is written (OpenAI's `stream=True`)."""
+
+    def stream(
+        self, messages: Sequence[ChatMessage], *, on_text: TextSink, model: str | None = None
+    ) -> Completion:
+        """`complete`, calling `on_text` with the text so far as the reply arrives; usage at the end."""
         ...
 
 
@@ -97,8 +110,68 @@ class ChatPlatform(Protocol):
         """The bytes of a file a person shared (raises `PlatformError` above the size cap)."""
         ...
 
-    def set_status(self, key: ConversationKey, text: str) -> None:
-        """Show (or clear, with "") what the agents are doing right now; best effort."""
+    def set_status(self, key: ConversationKey, text: str, *, activity: Activity = "") -> None:
+        """Show (or clear, with "") what the agents are doing right now; best effort.
+
+        `activity` says what kind of work it is (the model thinking, code running), for platforms that
+        show more than the text.
+        """
+        ...
+
+
+class LiveMessage(Protocol):
+    """A message whose text is shown while it is written (`LivePlatform.open_live`)."""
+
+    @property
+    def message_id(self) -> str: ...
+
+    def show(self, text: str) -> None:
+        """The whole text so far; the platform shows what is new as often as its limits allow.
+
+        Never raises: a message that cannot be updated now shows the text when it is finished.
+        """
+        ...
+
+
+@runtime_checkable
+class LivePlatform(Protocol):
+    """A `ChatPlatform` that shows agent messages as they are written (Slack's chat streaming)."""
+
+    def open_live(
+        self, key: ConversationKey, post: AgentPost, *, effect_id: str, recipient: str
+    ) -> LiveMessage:
+        """A new message under `post`'s speaker, empty until `show`; `recipient` is who asked."""
+        ...
+
+    def resume_live(self, key: ConversationKey, message_id: str, post: AgentPost) -> LiveMessage:
+        """A message opened by an earlier attempt (its worker died): `show` replaces its text."""
+        ...
+
+    def find_live(self, key: ConversationKey, effect_id: str) -> str | None:
+        """The message an earlier attempt opened with `effect_id`, if the platform can find it."""
+        ...
+
+    def cut_off(self, key: ConversationKey, message_id: str) -> None:
+        """Say in the message that its reply was cut off (the worker or the model stopped); best effort."""
+        ...
+
+    def finish_live(
+        self, key: ConversationKey, message_id: str, post: Post, *, effect_id: str, resume: bool = False
+    ) -> None:
+        """Show `post` whole in that message and end its stream; safe to repeat (with `resume`)."""
+        ...
+
+
+@runtime_checkable
+class ThreadReader(Protocol):
+    """A `ChatPlatform` that reads what people wrote, for the worker (never before the ack)."""
+
+    def user_name(self, key: ConversationKey, user_id: str) -> str:
+        """A person's display name ("" when the platform does not say)."""
+        ...
+
+    def thread_context(self, key: ConversationKey, *, before: str) -> tuple[PriorMessage, ...]:
+        """The thread's messages before the message `before` (a mention), with their authors' names."""
         ...
 
 

@@ -362,6 +362,7 @@ class OutboxItemChanges(TypedDict, total=False):
     ref: str | None
     update_ref: str | None
     status: Literal["pending", "sending"]
+    live_message: str
 
 
 class OutboxItem(BaseModel):
@@ -374,8 +375,40 @@ class OutboxItem(BaseModel):
     ref: str | None = None  # a name to remember the platform's message id under (e.g. "card:<run>")
     update_ref: str | None = None  # update that earlier message instead of posting a new one
     status: Literal["pending", "sending"] = "pending"
+    live_message: str = ""  # the post was shown in this message as it was written: delivering finishes it
 
     def evolve(self, **changes: Unpack[OutboxItemChanges]) -> OutboxItem:
+        """A copy with `changes`: unlike `model_copy(update=...)`, mypy checks every name and type."""
+        return self.model_copy(update=changes)
+
+
+class LiveReplyChanges(TypedDict, total=False):
+    """The fields of `LiveReply`, for `LiveReply.evolve`."""
+
+    item_id: int
+    message_id: str
+    cut_off: bool
+    after_event: str
+
+
+class LiveReply(BaseModel):
+    """An agent reply shown in the thread while the model writes it, before the engine has it.
+
+    Saved before any of its text is shown (with `message_id` once the platform gave one), so a step
+    retried after its worker died finds the message: says in it that it was cut off, then rewrites it
+    with the new reply instead of opening a second one.
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    item_id: int  # the outbox item the reply becomes (its effect id)
+    message_id: str = ""  # "" while the message is being opened
+    cut_off: bool = False  # its worker died mid-reply; the message says so until it is rewritten
+    after_event: str = (
+        "0-0"  # the last inbox event applied when it opened: a retry with newer ones starts anew
+    )
+
+    def evolve(self, **changes: Unpack[LiveReplyChanges]) -> LiveReply:
         """A copy with `changes`: unlike `model_copy(update=...)`, mypy checks every name and type."""
         return self.model_copy(update=changes)
 
@@ -448,6 +481,7 @@ class ConversationStateChanges(TypedDict, total=False):
     votes: tuple[Vote, ...]
     tool_round: ToolRound | None
     tool_seq: int
+    live: LiveReply | None
 
 
 class ConversationState(BaseModel):
@@ -482,6 +516,7 @@ class ConversationState(BaseModel):
     votes: tuple[Vote, ...] = ()  # feedback on final answers, one per person and answer
     tool_round: ToolRound | None = None  # tool calls proposed and not yet all answered
     tool_seq: int = 0
+    live: LiveReply | None = None  # an agent reply being shown as the model writes it
 
     def evolve(self, **changes: Unpack[ConversationStateChanges]) -> ConversationState:
         """A copy with `changes`: unlike `model_copy(update=...)`, mypy checks every name and type."""
@@ -489,7 +524,7 @@ class ConversationState(BaseModel):
 
     def evolve_team(self, **changes: Unpack[TeamworkChanges]) -> ConversationState:
         """A copy whose `teamwork` has `changes`."""
-        return self.model_copy(update={"teamwork": self.teamwork.evolve(**changes)})
+        return self.evolve(teamwork=self.teamwork.evolve(**changes))
 
     @model_validator(mode="before")
     @classmethod

@@ -12,6 +12,10 @@ Errors from the SDK are translated here, at the boundary:
     openai.AuthenticationError   -> "rejected the API key (401)"
     openai.APIStatusError        -> "had a server error (5xx)" / "refused the request (4xx)"
     unreadable or empty reply    -> "sent a reply that could not be read" / "sent an empty reply"
+    a stream broken mid-reply    -> "stopped answering mid-reply"
+
+`stream` is `complete` with `stream=True` and `stream_options={"include_usage": True}`: the text is
+handed on as it arrives, and the usage (so the cost) comes in the stream's last chunk.
 """
 
 from __future__ import annotations
@@ -19,15 +23,22 @@ from __future__ import annotations
 import logging
 import re
 import unicodedata
-from collections.abc import Sequence
-from dataclasses import replace
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, replace
 from types import TracebackType
 from typing import Self, cast
 
+import httpx2
 import openai
-from openai.types.chat import ChatCompletion, ChatCompletionMessageParam, ChatCompletionToolParam
+from openai.types import CompletionUsage
+from openai.types.chat import (
+    ChatCompletion,
+    ChatCompletionChunk,
+    ChatCompletionMessageParam,
+    ChatCompletionToolParam,
+)
 
-from agentbot.conversation.llm import ChatMessage, Completion, ToolCall, ToolSpec
+from agentbot.conversation.llm import ChatMessage, Completion, TextSink, ToolCall, ToolSpec
 from agentbot.errors import ConfigError, LLMError
 from agentbot.llm.config_list import (
     OPENAI_BASE_URL,
@@ -120,10 +131,30 @@ class OpenAIChat:
         """
         wire = [to_wire(message) for message in messages]
         offered = [tool_param(tool) for tool in tools]
+        return self._first_answer(
+            model, lambda config, client: self._complete_with(config, client, wire, offered)
+        )
+
+    def stream(
+        self, messages: Sequence[ChatMessage], *, on_text: TextSink, model: str | None = None
+    ) -> Completion:
+        """`complete` with `stream=True`: `on_text` gets the text so far as it arrives, usage comes last.
+
+        A model that fails part-way is followed by the next one, which starts over: `on_text` then gets
+        a text that does not extend the previous one.
+        """
+        wire = [to_wire(message) for message in messages]
+        return self._first_answer(
+            model, lambda config, client: self._stream_with(config, client, wire, on_text)
+        )
+
+    def _first_answer(
+        self, model: str | None, attempt: Callable[[ModelConfig, openai.OpenAI], Completion]
+    ) -> Completion:
         failures: list[tuple[ModelConfig, _ModelFailedError]] = []
         for config, client in self._in_order(model):
             try:
-                return self._complete_with(config, client, wire, offered)
+                return attempt(config, client)
             except _ModelFailedError as failure:
                 logger.warning("model %s at %s failed: %s", config.model, config.where, failure.phrase)
                 failures.append((config, failure))
@@ -175,6 +206,29 @@ class OpenAIChat:
             raise _ModelFailedError("sent a reply that could not be read") from exc
         return _to_completion(config, response)
 
+    def _stream_with(
+        self,
+        config: ModelConfig,
+        client: openai.OpenAI,
+        wire: list[ChatCompletionMessageParam],
+        on_text: TextSink,
+    ) -> Completion:
+        try:
+            chunks = client.chat.completions.create(
+                model=config.model,
+                messages=wire,
+                stream=True,
+                stream_options={"include_usage": True},  # the usage arrives in a last chunk
+            )
+            reply = _read_stream(chunks, on_text)
+        except openai.OpenAIError as exc:
+            raise self._translate(exc) from exc
+        except httpx2.HTTPError as exc:  # the connection broke mid-reply (the SDK's transport lets it out)
+            raise _ModelFailedError("stopped answering mid-reply", transient=True) from exc
+        except ValueError as exc:  # a chunk that is not JSON
+            raise _ModelFailedError("sent a reply that could not be read") from exc
+        return _streamed_completion(config, reply)
+
     def _translate(self, exc: openai.OpenAIError) -> _ModelFailedError:
         if isinstance(exc, openai.APITimeoutError):
             return _ModelFailedError(
@@ -224,17 +278,28 @@ def _to_completion(config: ModelConfig, response: object) -> Completion:
         if choice.finish_reason == "content_filter":
             raise _ModelFailedError("withheld its reply (content filter)")
         raise _ModelFailedError("sent an empty reply")
-    usage = response.usage
+    return _priced(config, content, response.usage, response.model or "", choice.finish_reason, calls=calls)
+
+
+def _priced(
+    config: ModelConfig,
+    content: str,
+    usage: CompletionUsage | None,
+    served_model: str,
+    finish_reason: str | None,
+    *,
+    calls: tuple[ToolCall, ...] = (),
+) -> Completion:
     tokens_in = usage.prompt_tokens if usage and isinstance(usage.prompt_tokens, int) else 0
     tokens_out = usage.completion_tokens if usage and isinstance(usage.completion_tokens, int) else 0
-    price = price_per_1k(config, response.model or "")
+    price = price_per_1k(config, served_model)
     return Completion(
         content=content,
         model=config.model,
         prompt_tokens=tokens_in,
         completion_tokens=tokens_out,
         cost_usd=None if price is None else (tokens_in * price[0] + tokens_out * price[1]) / 1000,
-        truncated=choice.finish_reason == "length",
+        truncated=finish_reason == "length",
         tool_calls=calls,
     )
 
@@ -253,6 +318,42 @@ def _tool_calls(message: object) -> tuple[ToolCall, ...]:
         for call in calls
         if getattr(call, "type", "function") == "function" and getattr(call, "function", None) is not None
     )
+
+
+@dataclass
+class _Streamed:
+    """What a streamed reply added up to."""
+
+    text: str = ""
+    finish_reason: str | None = None
+    served_model: str = ""
+    usage: CompletionUsage | None = None
+
+
+def _read_stream(chunks: Iterable[ChatCompletionChunk], on_text: TextSink) -> _Streamed:
+    reply = _Streamed()
+    for chunk in chunks:
+        reply.served_model = chunk.model or reply.served_model
+        reply.usage = chunk.usage or reply.usage
+        if not chunk.choices:  # the usage chunk, or Azure's content-filter notes
+            continue
+        choice = chunk.choices[0]
+        delta = choice.delta.content or choice.delta.refusal if choice.delta else None
+        if delta:
+            reply.text += delta
+            on_text(reply.text)
+        reply.finish_reason = choice.finish_reason or reply.finish_reason
+    return reply
+
+
+def _streamed_completion(config: ModelConfig, reply: _Streamed) -> Completion:
+    if reply.finish_reason is None:  # the stream ended without saying why: the connection broke
+        raise _ModelFailedError("stopped answering mid-reply", transient=True)
+    if not reply.text.strip():
+        if reply.finish_reason == "content_filter":
+            raise _ModelFailedError("withheld its reply (content filter)")
+        raise _ModelFailedError("sent an empty reply")
+    return _priced(config, reply.text, reply.usage, reply.served_model, reply.finish_reason)
 
 
 def _all_failed(failures: Sequence[tuple[ModelConfig, _ModelFailedError]]) -> LLMError:

@@ -1,19 +1,22 @@
 """The Bolt app: every Slack entry point in `register_listeners`, each listener parse → dedupe → submit.
 
 Delivery discipline: Bolt checks the signature (401 for forged or stale requests) before any
-listener runs. A listener only talks to Redis (the conversation inbox, deduplicated on
-`(team_id, event_id)` by a `SET NX EX` marker in the same round trip, then the step queue), so the
-acknowledgement goes back within milliseconds and only once the event is safely stored; anything slow
-(the first status, the engine's turn) happens elsewhere. Slack's retries (`X-Slack-Retry-Num`) are not
-dropped blindly: they go through dedupe, so a retry of an event that failed before it was stored still
-gets through, and one that was stored is ignored.
+listener runs. Before the ack a listener only verifies, dedupes, appends to the inbox and enqueues: it
+talks to Redis alone (the conversation inbox, deduplicated on `(team_id, event_id)` by a `SET NX EX`
+marker in the same round trip, then the step queue), so the acknowledgement goes back within
+milliseconds and only once the event is safely stored. Anything slow happens elsewhere: the first
+status after the ack, and the author's name and a thread's earlier messages (`conversations.replies`,
+`users.info`) in the worker, when it applies the event (`driver._with_people`). Slack's retries
+(`X-Slack-Retry-Num`) are not dropped blindly: they go through dedupe, so a retry of an event that
+failed before it was stored still gets through, and one that was stored is ignored.
 
-Five entry points start no conversation and make one Slack call of their own: `teams` / `help`
+Six entry points start no conversation and make one Slack call of their own: `teams` / `help`
 (posted in the thread before the ack, so a failure is retried by Slack), a slash command with a task
 (its root message is posted before the conversation is stored in that message's thread), a
 sub-team's Details button and an approval card's Edit button (each a modal opened after the ack,
-within the click's 3-second trigger), and the Home tab (`app_home_opened`: published after the ack).
-The Edit modal's submission is a conversation event like a click.
+within the click's 3-second trigger), the Home tab (`app_home_opened`: published after the ack), and
+`assistant_thread_started` (suggested prompts, after the ack). The Edit modal's submission is a
+conversation event like a click.
 """
 
 from __future__ import annotations
@@ -27,12 +30,10 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
-import redis
 from slack_bolt import App, BoltContext, BoltResponse
 from slack_bolt.request import BoltRequest
-from slack_sdk.errors import SlackApiError, SlackClientError
 
-from agentbot.conversation.events import EditCode, Event, HumanMessage, PriorMessage, Start
+from agentbot.conversation.events import EditCode, Event, HumanMessage, Start
 from agentbot.conversation.ports import ConversationStore, JobQueue
 from agentbot.conversation.posts import NoticePost
 from agentbot.conversation.state import ConversationKey, ConversationState
@@ -53,13 +54,13 @@ from agentbot.slack.parse import (
     Inbound,
     SlashCommand,
     parse_action,
+    parse_assistant_thread,
     parse_command,
     parse_details,
     parse_edit,
     parse_edit_submission,
     parse_event,
     parse_home,
-    prior_messages,
 )
 from agentbot.slack.platform import SlackPlatform
 from agentbot.slack.render import render_command_root
@@ -69,8 +70,6 @@ from agentbot.teams import Catalog, load_catalog
 logger = logging.getLogger(__name__)
 
 DEDUPE_TTL = 3600  # Slack retries an event three times within about five minutes
-USER_NAME_TTL = 86400
-NAMES_IN_MEMORY = 10_000
 
 
 class InboxStore(ConversationStore, Protocol):
@@ -89,16 +88,14 @@ class InboxStore(ConversationStore, Protocol):
 
 @dataclass
 class Bridge:
-    """What the listeners share: the conversation inbox and queue, Redis for dedupe, and the platform."""
+    """What the listeners share: the conversation inbox and queue, and the platform (with its store)."""
 
     store: InboxStore
     queue: JobQueue
-    redis: redis.Redis
     platform: SlackPlatform
     catalog: Catalog = field(default_factory=lambda: load_catalog(None))  # the runtime's `teams`
     background: Executor = field(default_factory=lambda: ThreadPoolExecutor(8, thread_name_prefix="slack-bg"))
-    prefix: str = "agentbot:slack"
-    _names: dict[str, str] = field(default_factory=dict, repr=False)  # user names seen by this process
+    prefix: str = "agentbot:slack"  # where the `SlackStore` keeps its keys (dedupe markers in one script)
 
     def on_event(self, body: dict[str, Any], *, bot_user_id: str | None) -> None:
         """An Events API callback: a mention, a direct message, or a reply in a thread."""
@@ -106,13 +103,19 @@ class Bridge:
         if isinstance(inbound, Ask):
             self.answer(inbound)
         elif inbound is not None:
-            self.accept(inbound, delivery_id=str(body.get("event_id")), bot_user_id=bot_user_id)
+            self.accept(inbound, delivery_id=str(body.get("event_id")))
+
+    def on_assistant_thread(self, body: dict[str, Any]) -> None:
+        """Someone opened the bot's assistant thread or DM: suggested prompts there, after the ack."""
+        where = parse_assistant_thread(body)
+        if where is not None:
+            self.background.submit(self.platform.suggest_prompts, *where)
 
     def on_action(self, body: dict[str, Any]) -> None:
         """A click on Run, Skip or Stop (the engine checks it against the pending run)."""
         inbound = parse_action(body)
         if inbound is not None:
-            self.accept(inbound, delivery_id=inbound.event.event_id, bot_user_id=None)
+            self.accept(inbound, delivery_id=inbound.event.event_id)
 
     def on_command(self, body: dict[str, Any]) -> str:
         """A slash command; returns the text only its sender sees ("" when the thread says it all)."""
@@ -120,7 +123,7 @@ class Bridge:
         if command is None:
             return "I could not read that command."
         if command.topic != "start":
-            return guide.answer(command.topic, self.catalog)
+            return guide.mrkdwn(guide.answer(command.topic, self.catalog))  # an ephemeral reply takes mrkdwn
         return self._start_from_command(command)
 
     def on_details(self, body: dict[str, Any]) -> None:
@@ -145,7 +148,7 @@ class Bridge:
             return {}
         if isinstance(inbound.event, EditCode) and not inbound.event.code.strip():
             return {EDIT_BLOCK: "Write the code to run, or cancel."}
-        self.accept(inbound, delivery_id=inbound.event.event_id, bot_user_id=None)
+        self.accept(inbound, delivery_id=inbound.event.event_id)
         return {}
 
     def on_home(self, body: dict[str, Any]) -> None:
@@ -160,7 +163,7 @@ class Bridge:
             conversations = self.store.conversations_of(visit.team_id, visit.user_id)
             view = home_view(visit.user_id, conversations, self.catalog.describe(), datetime.now(UTC))
             self.platform.publish_home(visit.user_id, view)
-        except (AgentbotError, redis.RedisError) as exc:
+        except AgentbotError as exc:  # the store translates Redis errors
             logger.warning("home of %s not published: %s", visit.user_id, exc)
 
     def answer(self, ask: Ask) -> None:
@@ -170,16 +173,16 @@ class Bridge:
         answers 500, so Slack's retry asks again.
         """
         seen = self._seen(ask.key.team_id, ask.event_id)
-        if not self.redis.set(seen, "1", nx=True, ex=DEDUPE_TTL):
+        if not self.platform.store.claim(seen, DEDUPE_TTL):
             return
         post = NoticePost(text=guide.answer(ask.topic, self.catalog))
         try:
             self.platform.post(ask.key, post, effect_id=f"ask:{ask.event_id}")
         except PlatformError:
-            self.redis.delete(seen)
+            self.platform.store.release(seen)
             raise
 
-    def accept(self, inbound: Inbound, *, delivery_id: str, bot_user_id: str | None) -> None:
+    def accept(self, inbound: Inbound, *, delivery_id: str) -> None:
         """Store the event once per `(team_id, delivery_id)`, then enqueue a step (`driver.submit`'s order).
 
         The dedupe marker is set in the same atomic round trip as the append, so a delivery is either
@@ -187,12 +190,13 @@ class Bridge:
         error answers 500, so Slack's retry gets in again (and, as ever in that rare case, appends the
         event a second time: a duplicate is better than an event no step will read).
         """
-        event = self._complete(inbound, bot_user_id=bot_user_id)
+        event = self._complete(inbound)
         if event is None:
             return
         key = inbound.key
         seen = self._seen(key.team_id, delivery_id)
-        if self.store.append_event_once(key, event, marker=seen, ttl=DEDUPE_TTL) is None:
+        marker = f"{self.prefix}:{seen}"  # the `SlackStore`'s key of `seen`, set in the inbox's script
+        if self.store.append_event_once(key, event, marker=marker, ttl=DEDUPE_TTL) is None:
             logger.info("conversation %s: duplicate delivery %s ignored", key.id, delivery_id)
             return
         if isinstance(event, Start | HumanMessage) and inbound.message_ts:
@@ -200,14 +204,14 @@ class Bridge:
         try:
             self.queue.enqueue_step(key)
         except Exception:
-            with contextlib.suppress(redis.RedisError):
-                self.redis.delete(seen)
+            with contextlib.suppress(AgentbotError):
+                self.platform.store.release(seen)
             raise
         logger.info("conversation %s: %s from %s submitted", key.id, event.type, event.user_id)
 
     def _seen(self, team_id: str, delivery_id: str) -> str:
         """The dedupe marker of one delivery (an Events API event id, or a click's)."""
-        return f"{self.prefix}:seen:{team_id}:{delivery_id}"
+        return f"seen:{team_id}:{delivery_id}"
 
     def _start_from_command(self, command: SlashCommand) -> str:
         """Post the task in the channel, then start the conversation in that message's thread."""
@@ -226,8 +230,8 @@ class Bridge:
         )
         inbound = Inbound(key=key, event=start, message_ts=ts)
         try:
-            self.accept(inbound, delivery_id=start.event_id, bot_user_id=None)
-        except (AgentbotError, redis.RedisError) as exc:
+            self.accept(inbound, delivery_id=start.event_id)
+        except AgentbotError as exc:
             # Slack does not retry a slash command: say so on the task's message and to its sender.
             logger.warning("conversation %s: task posted, not started: %s", key.id, exc)
             failed = render_command_root(command.user_id, command.text, command.team, not_started=True)
@@ -242,7 +246,7 @@ class Bridge:
             sub = self.store.load(request.detail)
             view = details_view(sub) if sub is not None and sub.parent == request.key else missing_view()
             self.platform.open_view(request.key, view, trigger_id=request.trigger_id)
-        except (AgentbotError, redis.RedisError) as exc:
+        except AgentbotError as exc:
             logger.warning("conversation %s: details not shown: %s", request.key.id, exc)
 
     def _show_edit(self, request: EditRequest) -> None:
@@ -251,59 +255,22 @@ class Bridge:
             state = self.store.load(request.key)
             view = _edit_or_refusal(state, request)
             self.platform.open_view(request.key, view, trigger_id=request.trigger_id)
-        except (AgentbotError, redis.RedisError) as exc:
+        except AgentbotError as exc:
             logger.warning("conversation %s: edit form not shown: %s", request.key.id, exc)
 
-    def _complete(self, inbound: Inbound, *, bot_user_id: str | None) -> Event | None:
-        """The event with what the payload lacks (author name, thread context); None if not for us."""
+    def _complete(self, inbound: Inbound) -> Event | None:
+        """The event as the engine takes it; None if it is not for us. Reads nothing from Slack.
+
+        A mention inside a thread only names its message: the worker reads the thread before it.
+        """
         event, key = inbound.event, inbound.key
         if isinstance(event, HumanMessage) and not self.store.exists(key):
             if not inbound.is_dm:
                 return None  # a reply in a thread the bot is not part of
             event = Start(event_id=event.event_id, user_id=event.user_id, text=event.text, files=event.files)
-        if isinstance(event, Start) and inbound.needs_context and not self.store.exists(key):
-            event = event.model_copy(update={"context": self._context(inbound, bot_user_id=bot_user_id)})
-        if isinstance(event, Start | HumanMessage) and not event.user_name:
-            event = event.model_copy(update={"user_name": self.user_name(key.team_id, event.user_id)})
+        if isinstance(event, Start) and inbound.needs_context:
+            event = event.model_copy(update={"context_before": inbound.message_ts})  # Start has no evolve
         return event
-
-    def _context(self, inbound: Inbound, *, bot_user_id: str | None) -> tuple[PriorMessage, ...]:
-        try:
-            replies = self.platform.thread_messages(inbound.key)
-        except PlatformError as exc:
-            logger.warning("conversation %s: no thread context: %s", inbound.key.id, exc)
-            return ()
-        team = inbound.key.team_id
-        return prior_messages(
-            replies,
-            before_ts=inbound.message_ts,
-            bot_user_id=bot_user_id,
-            name_of=lambda user_id: self.user_name(team, user_id),
-        )
-
-    def user_name(self, team_id: str, user_id: str) -> str:
-        """A person's display name (cached in Redis for a day); "" when Slack does not say."""
-        cache = f"{self.prefix}:user:{team_id}:{user_id}"
-        if cache in self._names:
-            return self._names[cache]
-        cached = self.redis.get(cache)
-        if cached is not None:
-            return self._remember(cache, cached.decode() if isinstance(cached, bytes) else str(cached))
-        try:
-            user = self.platform.client.users_info(user=user_id).get("user") or {}
-        except (SlackApiError, SlackClientError, OSError) as exc:
-            logger.warning("no name for user %s: %s", user_id, exc)
-            return ""
-        profile = user.get("profile") or {}
-        name = str(profile.get("display_name") or profile.get("real_name") or user.get("name") or "")
-        self.redis.set(cache, name, ex=USER_NAME_TTL)
-        return self._remember(cache, name)
-
-    def _remember(self, cache: str, name: str) -> str:
-        if len(self._names) >= NAMES_IN_MEMORY:
-            self._names.clear()  # crude but bounded; names are re-read from Redis
-        self._names[cache] = name
-        return name
 
 
 def _edit_or_refusal(state: ConversationState | None, request: EditRequest) -> dict[str, Any]:
@@ -351,6 +318,10 @@ def register_listeners(app: App, *, bridge: Bridge) -> None:
     @app.event("message")
     def on_message(body: dict[str, Any], context: BoltContext) -> None:
         bridge.on_event(body, bot_user_id=context.bot_user_id)
+
+    @app.event("assistant_thread_started")
+    def on_assistant_thread(body: dict[str, Any]) -> None:
+        bridge.on_assistant_thread(body)
 
     @app.action(ACTION_PATTERN)
     def on_button(ack: Callable[[], None], body: dict[str, Any]) -> None:

@@ -148,6 +148,13 @@ def parse_event(body: Payload, *, bot_user_id: str | None) -> Inbound | Ask | No
     return None
 
 
+def parse_assistant_thread(body: Payload) -> tuple[str, str] | None:
+    """`assistant_thread_started`: the (channel id, thread ts) of the assistant thread someone opened."""
+    thread = _get_mapping(body, "event", "assistant_thread")
+    channel, ts = _get(thread, "channel_id"), _get(thread, "thread_ts")
+    return (channel, ts) if channel and ts else None
+
+
 def parse_action(body: Payload) -> Inbound | None:
     """A `block_actions` click on Run / Skip / Stop as an event, or None if it is not one of ours.
 
@@ -532,6 +539,14 @@ def _ts_before(ts: object, before: str) -> bool:
         return isinstance(ts, str) and float(ts) < float(before)
     except ValueError:
         return False
+
+
+def _get_mapping(data: Payload, *path: str) -> Payload:
+    """A nested object, or {} when any step is missing or not an object."""
+    value: object = data
+    for name in path:
+        value = value.get(name) if isinstance(value, Mapping) else None
+    return value if isinstance(value, Mapping) else {}
 
 
 def _get(data: Payload, *path: str) -> str | None:

@@ -1,14 +1,23 @@
-"""The `ChatPlatform` on the Slack Web API (slack_sdk): posts, card updates, uploads, downloads, status.
+"""The `ChatPlatform` on the Slack Web API (slack_sdk): posts, live replies, card updates, uploads, status.
 
 Every post carries message metadata `{"event_type": "agentbot_effect", "event_payload": {"effect_id"}}`,
 so after a crash `find_posted` finds what was already shown (`conversations.replies` with
 `include_all_metadata`). Retries stay inside single calls: 429 with `Retry-After` everywhere; 5xx and
 connection errors only on calls that are safe to repeat — `chat.postMessage` is not, so its failures
 surface as a retryable `PlatformError` and the driver looks the post up before sending it again.
+
+Agent replies are shown as they are written (`LivePlatform`, see `slack/stream.py`): streamed with
+`chat.startStream` / `appendStream` / `stopStream`, or, where Slack refuses streaming, posted and edited.
+The finished post then replaces the message's content with `chat.update`, so every reply ends as the
+same blocks, metadata and parts as a post made whole. Statuses carry `loading_messages`.
+
+Worker-side reads of what people wrote (`ThreadReader`): display names (cached in the `SlackStore` for
+a day) and a thread's earlier messages as context for a conversation started inside it.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
@@ -17,7 +26,6 @@ from contextlib import contextmanager
 from typing import Any
 from urllib.parse import urlsplit
 
-import redis
 import requests
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError, SlackClientError
@@ -28,13 +36,17 @@ from slack_sdk.http_retry.builtin_handlers import (
 )
 
 from agentbot.conversation.code import Artifact
-from agentbot.conversation.events import FileRef
-from agentbot.conversation.posts import PlanPost, Post
+from agentbot.conversation.events import FileRef, PriorMessage
+from agentbot.conversation.ports import Activity, LiveMessage
+from agentbot.conversation.posts import AgentPost, PlanPost, Post
 from agentbot.conversation.state import ConversationKey
-from agentbot.errors import PlatformError
+from agentbot.errors import PlatformError, StoreError
 from agentbot.settings import Settings
 from agentbot.slack.files import fetch
-from agentbot.slack.render import SlackMessage, Snippet, plan_chunks, render, upload_comment
+from agentbot.slack.parse import prior_messages
+from agentbot.slack.render import SlackMessage, Snippet, plan_chunks, render, render_live, upload_comment
+from agentbot.slack.store import MemorySlackStore, SlackStore
+from agentbot.slack.stream import SLACK_FAILURES, EditedMessage, StreamedMessage, stop_stream
 
 logger = logging.getLogger(__name__)
 
@@ -42,6 +54,23 @@ EFFECT_EVENT_TYPE = "agentbot_effect"
 WORKING_REACTION = "eyes"
 UPDATE_INTERVAL = 1.0  # chat.update is Tier 3; about one update per second per message keeps us clear
 FILES_PER_UPLOAD = 10  # files.completeUploadExternal shares at most 10 files at once
+USER_NAME_TTL = 86400
+NAMES_IN_MEMORY = 10_000
+CUT_OFF = "_…cut off: this reply stopped before it was finished._"
+# Shown in turn while the status is up (`assistant.threads.setStatus` `loading_messages`).
+LOADING_MESSAGES: dict[str, tuple[str, ...]] = {
+    "thinking": ("Reading the conversation…", "Thinking it through…", "Writing a reply…"),
+    "running": (
+        "Running the code in the sandbox…",
+        "Waiting for its output…",
+        "Collecting files and charts…",
+    ),
+}
+SUGGESTED_PROMPTS = (
+    ("Plot a chart", "Plot a chart of NVDA and TSLA stock price change YTD"),
+    ("Analyze a file", "Summarize the CSV I attach: its columns, gaps, and a chart of the main trend"),
+    ("Choose a team", "teams"),
+)
 _TRANSIENT_ERRORS = frozenset(
     {"ratelimited", "internal_error", "fatal_error", "service_unavailable", "request_timeout"}
 )
@@ -65,30 +94,32 @@ class SlackPlatform:
         client: WebClient,
         *,
         post_client: WebClient | None = None,
-        redis_client: redis.Redis | None = None,
+        store: SlackStore | None = None,
         max_file_bytes: int = 20_000_000,
         update_interval: float = UPDATE_INTERVAL,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self.client = client
         self._post_client = post_client or client
-        self._redis = redis_client
+        self.store: SlackStore = store or MemorySlackStore()
         self._max_file_bytes = max_file_bytes
         self._update_interval = update_interval
         self._sleep = sleep
-        self._last_update: dict[str, float] = {}
         self._lock = threading.Lock()
         self._no_status: set[str] = set()  # channels where assistant.threads.setStatus was refused
         self._no_plans: set[str] = set()  # channels where task and plan chunks were refused
+        self._no_stream: set[str] = set()  # channels where chat.startStream was refused
+        self._names: dict[str, str] = {}  # display names seen by this process
+        self._bot_user_id: str | None = None
 
     @classmethod
-    def from_settings(cls, settings: Settings, redis_client: redis.Redis | None = None) -> SlackPlatform:
-        """The platform for `SLACK_BOT_TOKEN` at `SLACK_API_URL`; Redis, if given, paces updates."""
+    def from_settings(cls, settings: Settings, store: SlackStore | None = None) -> SlackPlatform:
+        """The platform for `SLACK_BOT_TOKEN` at `SLACK_API_URL`; a shared `store` paces edits everywhere."""
         token = settings.slack_bot_token.get_secret_value()
         return cls(
             make_client(token, settings.slack_api_url),
             post_client=make_client(token, settings.slack_api_url, idempotent=False),
-            redis_client=redis_client,
+            store=store,
             max_file_bytes=settings.max_file_bytes,
         )
 
@@ -168,15 +199,123 @@ class SlackPlatform:
         self._check_downloaded(file, fetched.data, fetched.content_type)
         return fetched.data
 
-    def set_status(self, key: ConversationKey, text: str) -> None:
+    def set_status(self, key: ConversationKey, text: str, *, activity: Activity = "") -> None:
         """Show what the agents do (`assistant.threads.setStatus`); else an :eyes: reaction. Never raises."""
-        self._status(key, text, react_on=key.thread_ts)
+        self._status(key, text, react_on=key.thread_ts, activity=activity)
+
+    # -- LivePlatform: replies shown as they are written -------------------------------------------
+
+    def open_live(
+        self, key: ConversationKey, post: AgentPost, *, effect_id: str, recipient: str
+    ) -> LiveMessage:
+        """A streamed message under the agent's name; a posted one to edit where streaming is refused."""
+        if key.channel_id not in self._no_stream:
+            ts = self._start_stream(key, post, recipient=recipient)
+            if ts:
+                return StreamedMessage(
+                    self.client, key.channel_id, ts, fallback=lambda: self._edited(key, ts, post)
+                )
+        ts = self._post_message(key, render_live(post, ""), effect_id=effect_id, part=0)
+        return self._edited(key, ts, post)
+
+    def resume_live(self, key: ConversationKey, message_id: str, post: AgentPost) -> LiveMessage:
+        """A message an earlier attempt opened (and `cut_off` ended): its text is replaced as it grows."""
+        return self._edited(key, message_id, post)
+
+    def find_live(self, key: ConversationKey, effect_id: str) -> str | None:
+        """An edited live message carries its effect id; a streamed one gets it only when it stops."""
+        return self.find_posted(key, effect_id)
+
+    def cut_off(self, key: ConversationKey, message_id: str) -> None:
+        """End the stream with a line saying so; a message not streaming any more says only that."""
+        if stop_stream(self.client, key.channel_id, message_id, markdown_text=f"\n\n{CUT_OFF}"):
+            return
+        message = SlackMessage(text=CUT_OFF, blocks=({"type": "markdown", "text": CUT_OFF},))
+        try:
+            self.replace(key.channel_id, message_id, message, where=key.id)
+        except PlatformError as exc:
+            logger.warning("conversation %s: could not mark %s cut off: %s", key.id, message_id, exc)
+
+    def finish_live(
+        self, key: ConversationKey, message_id: str, post: Post, *, effect_id: str, resume: bool = False
+    ) -> None:
+        """End the stream, then show the post whole there (more parts after it, as `post` would)."""
+        metadata = _metadata(effect_id)
+        stop_stream(self.client, key.channel_id, message_id, metadata=metadata)
+        rendered = render(post)
+        first, *rest = rendered.messages
+        self._pace(key, message_id)
+        with _translated("chat.update", key.id):
+            self.client.chat_update(
+                channel=key.channel_id, ts=message_id, metadata=metadata, **first.kwargs()
+            )
+        done = self._posted_parts(key, effect_id) if resume and rest else set()
+        for part, message in enumerate(rest, start=1):
+            if part not in done:
+                self._post_message(key, message, effect_id=effect_id, part=part)
+        if rendered.snippet and not done:
+            self._upload_snippet(key, rendered.snippet)
+
+    # -- ThreadReader: what people wrote, read by the worker ---------------------------------------
+
+    def user_name(self, key: ConversationKey, user_id: str) -> str:
+        """A person's display name (cached for a day); "" when Slack does not say."""
+        cache = f"user:{key.team_id}:{user_id}"
+        if cache in self._names:
+            return self._names[cache]
+        cached = self._cached(cache)
+        if cached is not None:
+            return self._remember(cache, cached)
+        try:
+            user = self.client.users_info(user=user_id).get("user") or {}
+        except SLACK_FAILURES as exc:
+            logger.warning("no name for user %s: %s", user_id, exc)
+            return ""
+        profile = user.get("profile") or {}
+        name = str(profile.get("display_name") or profile.get("real_name") or user.get("name") or "")
+        with contextlib.suppress(StoreError):
+            self.store.put(cache, name, USER_NAME_TTL)
+        return self._remember(cache, name)
+
+    def thread_context(self, key: ConversationKey, *, before: str) -> tuple[PriorMessage, ...]:
+        """The thread's messages before the mention at `before`, with their authors' names."""
+        try:
+            replies = self.thread_messages(key)
+        except PlatformError as exc:
+            logger.warning("conversation %s: no thread context: %s", key.id, exc)
+            return ()
+        return prior_messages(
+            replies,
+            before_ts=before,
+            bot_user_id=self.bot_user_id(),
+            name_of=lambda user_id: self.user_name(key, user_id),
+        )
+
+    def bot_user_id(self) -> str | None:
+        """The bot's own user id (`auth.test`, once per process), to tell its mentions apart."""
+        if self._bot_user_id is None:
+            try:
+                self._bot_user_id = str(self.client.auth_test().get("user_id") or "")
+            except SLACK_FAILURES as exc:
+                logger.warning("auth.test failed: %s", exc)
+                return None
+        return self._bot_user_id or None
+
+    def suggest_prompts(self, channel_id: str, thread_ts: str) -> None:
+        """Suggested prompts in a new assistant thread or DM with the bot; best effort."""
+        prompts = [{"title": title, "message": message} for title, message in SUGGESTED_PROMPTS]
+        try:
+            self.client.assistant_threads_setSuggestedPrompts(
+                channel_id=channel_id, thread_ts=thread_ts, title="Try one of these:", prompts=prompts
+            )
+        except SLACK_FAILURES as exc:
+            logger.info("channel %s: no suggested prompts: %s", channel_id, exc)
 
     # -- used by the Bolt app ----------------------------------------------------------------------
 
     def show_working(self, key: ConversationKey, *, message_ts: str) -> None:
         """The first sign of life after a mention: a status in the thread, or :eyes: on the mention."""
-        self._status(key, "is thinking…", react_on=message_ts)
+        self._status(key, "is thinking…", react_on=message_ts, activity="thinking")
 
     def start_thread(self, channel_id: str, message: SlackMessage) -> str:
         """Post `message` at the top of a channel (a slash command's task); returns its ts."""
@@ -250,16 +389,13 @@ class SlackPlatform:
                 self.client.chat_stopStream(channel=key.channel_id, ts=ts)
 
     def _post_message(self, key: ConversationKey, message: SlackMessage, *, effect_id: str, part: int) -> str:
-        payload: dict[str, Any] = {"effect_id": effect_id}
-        if part:
-            payload["part"] = part
         with _translated("chat.postMessage", key.id):
             response = self._post_client.chat_postMessage(
                 channel=key.channel_id,
                 thread_ts=key.thread_ts,
                 unfurl_links=False,
                 unfurl_media=False,
-                metadata={"event_type": EFFECT_EVENT_TYPE, "event_payload": payload},
+                metadata=_metadata(effect_id, part),
                 **message.kwargs(),
             )
         return str(response.get("ts") or "")
@@ -305,11 +441,12 @@ class SlackPlatform:
             if not cursor:
                 return
 
-    def _status(self, key: ConversationKey, text: str, *, react_on: str) -> None:
+    def _status(self, key: ConversationKey, text: str, *, react_on: str, activity: Activity = "") -> None:
+        loading = [text, *LOADING_MESSAGES[activity]] if text and activity else None
         try:
             if key.channel_id not in self._no_status:
                 self.client.assistant_threads_setStatus(
-                    channel_id=key.channel_id, thread_ts=key.thread_ts, status=text
+                    channel_id=key.channel_id, thread_ts=key.thread_ts, status=text, loading_messages=loading
                 )
                 return
         except SlackApiError as exc:
@@ -337,28 +474,72 @@ class SlackPlatform:
             logger.debug("conversation %s: reaction not changed: %s", key.id, exc)
 
     def _pace(self, key: ConversationKey, message_id: str) -> None:
-        """Wait until at least `update_interval` passed since the last update of this message."""
-        name = f"{key.channel_id}:{message_id}"
-        if self._redis is not None:
-            self._pace_redis(f"agentbot:slack:pace:{name}")
-            return
-        with self._lock:
-            wait = self._last_update.get(name, 0.0) + self._update_interval - time.monotonic()
-            self._last_update[name] = time.monotonic() + max(wait, 0.0)
-        if wait > 0:
-            self._sleep(wait)
-
-    def _pace_redis(self, pace_key: str) -> None:
-        interval_ms = int(self._update_interval * 1000)
+        """Wait until `update_interval` passed since the last update of this message, by any process."""
+        name = f"pace:{key.channel_id}:{message_id}"
         for _ in range(10):
             try:
-                if self._redis is None or self._redis.set(pace_key, 1, nx=True, px=interval_ms):
+                if self.store.claim(name, self._update_interval):
                     return
-                remaining = self._redis.pttl(pace_key)
-            except redis.RedisError as exc:
-                logger.warning("update pacing without Redis: %s", exc)
+                remaining = self.store.remaining(name)
+            except StoreError as exc:
+                logger.warning("update pacing without its store: %s", exc)
                 return
-            self._sleep(max(int(remaining), 10) / 1000)
+            self._sleep(max(remaining, 0.01))
+
+    def _may_edit(self, key: ConversationKey, message_id: str) -> bool:
+        """Whether a live edit of this message may go now (and, if so, the next must wait)."""
+        try:
+            return self.store.claim(f"pace:{key.channel_id}:{message_id}", self._update_interval)
+        except StoreError:
+            return False  # the finish shows the text
+
+    def _edited(self, key: ConversationKey, ts: str, post: AgentPost) -> EditedMessage:
+        return EditedMessage(self.client, key.channel_id, ts, post, may_edit=lambda: self._may_edit(key, ts))
+
+    def _start_stream(self, key: ConversationKey, post: AgentPost, *, recipient: str) -> str:
+        """A new streamed message without text (its ts is saved before text shows); "" if refused."""
+        who = render_live(post, "")
+        try:
+            response = self._post_client.chat_startStream(
+                channel=key.channel_id,
+                thread_ts=key.thread_ts,
+                recipient_user_id=recipient or None,  # required in channels: who asked
+                recipient_team_id=key.team_id,
+                username=who.username,
+                icon_emoji=who.icon_emoji,
+            )
+        except SlackApiError as exc:
+            error = str(exc.response.get("error") or "")
+            if error not in _TRANSIENT_ERRORS and exc.response.status_code < 500:
+                self._no_stream.add(key.channel_id)  # e.g. an older workspace: edits from now on
+            logger.info("conversation %s: no streaming here (%s); editing instead", key.id, error)
+            return ""
+        except (SlackClientError, OSError) as exc:
+            logger.warning("conversation %s: chat.startStream failed: %s", key.id, exc)
+            return ""
+        return str(response.get("ts") or "")
+
+    def _posted_parts(self, key: ConversationKey, effect_id: str) -> set[int]:
+        """The parts (after the first) of a post already in the thread, by their metadata."""
+        parts: set[int] = set()
+        for message in self.thread_messages(key, include_metadata=True):
+            payload = (message.get("metadata") or {}).get("event_payload") or {}
+            if payload.get("effect_id") == effect_id and payload.get("part"):
+                parts.add(int(payload["part"]))
+        return parts
+
+    def _cached(self, name: str) -> str | None:
+        try:
+            return self.store.get(name)
+        except StoreError:
+            return None
+
+    def _remember(self, cache: str, name: str) -> str:
+        with self._lock:
+            if len(self._names) >= NAMES_IN_MEMORY:
+                self._names.clear()  # crude but bounded; names are re-read from the store
+            self._names[cache] = name
+        return name
 
     def _check_downloadable(self, file: FileRef) -> None:
         if file.size > self._max_file_bytes:
@@ -398,6 +579,14 @@ def make_client(token: str, base_url: str, *, idempotent: bool = True) -> WebCli
             ConnectionErrorRetryHandler(max_retry_count=2),
         ]
     return WebClient(token=token, base_url=_with_slash(base_url), retry_handlers=handlers, timeout=30)
+
+
+def _metadata(effect_id: str, part: int = 0) -> dict[str, Any]:
+    """The message metadata that lets `find_posted` find a post after a crash."""
+    payload: dict[str, Any] = {"effect_id": effect_id}
+    if part:
+        payload["part"] = part
+    return {"event_type": EFFECT_EVENT_TYPE, "event_payload": payload}
 
 
 def _with_slash(url: str) -> str:

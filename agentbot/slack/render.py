@@ -65,6 +65,7 @@ OUTPUT_TAIL = 2_000
 
 _FENCE = re.compile(r"^ {0,3}(`{3,}|~{3,})(.*)$")
 _BROADCAST = re.compile(r"<!(here|channel|everyone|subteam\^[A-Z0-9]+)(?:\|([^>]*))?>")
+_UNFINISHED_TOKEN = re.compile(r"<[^\s<>]*$")  # `<!chan` at the end: maybe a broadcast to come
 _EXTENSIONS = {"python": "py", "sh": "sh"}
 _SUBTEAM_STATUS = {
     "pending": ":hourglass_flowing_sand:",
@@ -167,6 +168,25 @@ def feedback_block(turn: int) -> Block:
         "negative_button": button(":thumbsdown:", "down", "Bad answer"),
     }
     return {"type": "context_actions", "block_id": f"feedback-{turn}", "elements": [element]}
+
+
+def live_text(text: str, limit: int = MARKDOWN_CHUNK) -> str:
+    """What of a reply being written can be shown now (streamed, or edited in): pure, monotone.
+
+    Broadcasts neutralized, and a `<…` not closed yet held back (it may become `<!channel>`); cut at
+    `limit`, since one message holds about that much markdown (the rest shows when it is finished).
+    """
+    safe = neutralize(text)
+    unfinished = _UNFINISHED_TOKEN.search(safe)
+    return safe[: unfinished.start() if unfinished else len(safe)][:limit]
+
+
+def render_live(post: AgentPost, text: str) -> SlackMessage:
+    """The message of a reply still being written, for a post or an edit: its code fence closed."""
+    shown = close_fences(text) if text.strip() else "…"
+    fallback = truncate(f"{post.speaker}: " + _one_line(text), FALLBACK_LIMIT) if text.strip() else "…"
+    who = {"username": post.speaker, "icon_emoji": post.icon or agent_icon(post.speaker)}
+    return SlackMessage(text=escape(fallback), blocks=({"type": "markdown", "text": shown},), **who)
 
 
 def render_notice(post: NoticePost) -> Rendered:

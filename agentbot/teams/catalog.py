@@ -66,7 +66,7 @@ class Catalog:
 
 def _describe(name: str, team: Team, is_default: bool) -> str:
     marker = " (default)" if is_default else ""
-    head = f"*{name}*{marker} — {team.pattern.replace('_', ' ')}: {team.description}".rstrip(": ")
+    head = f"**{name}**{marker} — {team.pattern.replace('_', ' ')}: {team.description}".rstrip(": ")
     members = ", ".join(team.names)
     if team.pattern == "hierarchical":
         subs = "; ".join(f"{sub_name}: {', '.join(sub.names)}" for sub_name, sub in team.subteams.items())

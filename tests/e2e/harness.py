@@ -117,6 +117,7 @@ class Stack:
     workers: int = 1
     env: Mapping[str, str] = field(default_factory=dict)
     external_openai: str = ""  # an OpenAI-compatible server already running (then `script` is unused)
+    tokens_per_second: float | None = None  # the fake model's pace of streamed replies (None: at once)
     workdir: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="agentbot-e2e-")))
     # A channel of its own: conversation keys (and so sandbox workspaces on the shared engine) never
     # collide with another stack's, although every fake Slack numbers its messages the same way.
@@ -142,10 +143,11 @@ class Stack:
             else:
                 script = self.workdir / "llm-script.json"
                 script.write_text(json.dumps(self.script))
+                pace = ["--tokens-per-second", str(self.tokens_per_second)] if self.tokens_per_second else []
                 self.openai_url = self._start_fake(
                     "openai",
                     [sys.executable, "-m", "tests.fakes.openai_server", "--script", str(script),
-                     "--record", str(self.llm_log)],
+                     "--record", str(self.llm_log), *pace],
                 )  # fmt: skip
             self.start_web()
             for _ in range(self.workers):
@@ -573,6 +575,15 @@ class Stack:
             "extra": extra or {},
         }
         return str(self._control("message", data)["ts"])
+
+    def add_messages(self, thread_ts: str, messages: list[tuple[str, str]]) -> None:
+        """Put many `(user, text)` messages into a thread at once (a long thread to mention the bot in)."""
+        data = {"channel": self.channel, "thread_ts": thread_ts, "messages": [list(m) for m in messages]}
+        self._control("messages", data)
+
+    def set_streaming(self, enabled: bool) -> None:
+        """Make the fake Slack refuse `chat.startStream` (`unknown_method`), as a workspace without it."""
+        self._control("streaming", {"enabled": enabled})
 
     def add_file(self, file_id: str, content: bytes, mime_type: str = "text/csv") -> str:
         data = {"file_id": file_id, "content_b64": base64.b64encode(content).decode(), "mime_type": mime_type}

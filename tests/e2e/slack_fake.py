@@ -6,8 +6,10 @@ prints `READY http://127.0.0.1:PORT/api/` like `python -m tests.fakes.slack_serv
 Web API and `GET /_calls`, and adds, for the test driving it from another process:
 
 - `POST /_control/fail` `{"method", "status", "times", "retry_after", "error", "after"}`: `FakeSlack.fail`
+- `POST /_control/streaming` `{"enabled": false}`: `chat.startStream` refused (`FakeSlack.set_streaming`)
 - `POST /_control/file` `{"file_id", "content_b64", "mime_type"}` → `{"url"}`: `FakeSlack.add_file`
 - `POST /_control/message` `{"channel", "user", "text", "thread_ts", "extra"}` → `{"ts"}`
+- `POST /_control/messages` `{"channel", "thread_ts", "messages": [[user, text], ...]}`: many at once
 - `GET /_control/thread?channel=C&ts=T`: the thread's messages (metadata included), root first
 - `GET /_control/uploads`: completed uploads, each file's bytes as `content_b64`
 - `GET /_control/home?user=U`: the Home tab last published for that person (`null` if none)
@@ -65,6 +67,15 @@ class ControlledSlackHandler(_SlackHandler):
                 error=data.get("error"),
                 after=bool(data.get("after", False)),
             )
+            self.send_json(200, {"ok": True})
+        elif route == "messages":
+            for user, text in data["messages"]:
+                self.fake.add_message(
+                    str(data["channel"]), user=str(user), text=str(text), thread_ts=data["thread_ts"]
+                )
+            self.send_json(200, {"ok": True})
+        elif route == "streaming":
+            self.fake.set_streaming(bool(data.get("enabled", True)))
             self.send_json(200, {"ok": True})
         elif route == "file":
             content = base64.b64decode(str(data["content_b64"]))

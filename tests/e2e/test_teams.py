@@ -232,8 +232,13 @@ def agent_text(post: dict[str, Any]) -> str:
 
 
 def wait_for_agent_posts(bot: Stack, root: str, count: int) -> list[dict[str, Any]]:
+    """The first `count` agent messages, once each is finished (replies stream in as they are written)."""
+
+    def finished() -> list[dict[str, Any]]:
+        return [m for m in agent_posts(bot, root) if str(m["text"]).startswith(f"{m['username']}: ")]
+
     bot.wait_until(
-        lambda: len(agent_posts(bot, root)) >= count,
+        lambda: len(finished()) >= count,
         timeout=60,
         what=f"{count} agent message(s) in {root} (have: {bot.texts(root)})",
     )

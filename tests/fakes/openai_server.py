@@ -14,6 +14,7 @@ else `default`, else the server answers 500 "fake server: no scripted reply" so 
 As a process, for end-to-end tests::
 
     python -m tests.fakes.openai_server --port 0 --script script.json [--record requests.jsonl]
+                                        [--tokens-per-second 50]
 
 prints `READY http://127.0.0.1:PORT/v1` once listening. The script file is either a JSON list of
 replies (the queue) or an object::
@@ -26,6 +27,14 @@ message. A reply in JSON is a string (the assistant's text), `{"status": 429, "b
 stopped at the length limit, `finish_reason: "length"`), or `{"tool_calls": [{"name": "add", "arguments":
 {"a": 1}}, ...], "content": ""}` (function calls, several in parallel; ids are `call_<request>_<n>`).
 
+A request with `"stream": true` is answered as OpenAI does, in server-sent events: one chunk per token
+(a word with the whitespace before it), `tokens_per_second` of them (as fast as possible when None),
+a last chunk with the `finish_reason`, then the usage chunk if `stream_options.include_usage` asked for
+it, then `data: [DONE]`. `first_token_at` holds when each streamed reply's first token was sent
+(`time.time()`), for benchmarks. `{"stall": "text"}` streams `text`, then hangs (until the server
+closes) without finishing: a reply a worker can be killed in the middle of; `{"drop": "text"}`
+streams `text`, then closes the connection without finishing.
+
 Azure OpenAI's routes are served too: `POST /openai/deployments/<deployment>/chat/completions
 ?api-version=...` with the key in an `api-key` header (`paths` records the path and query of each
 request, so a test sees which route a client took).
@@ -35,6 +44,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import signal
 import sys
 import threading
@@ -98,7 +108,21 @@ class ToolCalls:
     content: str = ""
 
 
-Reply = str | Status | Delay | Garbage | Cut | ToolCalls
+@dataclass(frozen=True)
+class Stall:
+    """Streamed: `content` token by token, then nothing more until the server closes (no finish)."""
+
+    content: str
+
+
+@dataclass(frozen=True)
+class Drop:
+    """Streamed: `content` token by token, then the connection closes without a finish or `[DONE]`."""
+
+    content: str
+
+
+Reply = str | Status | Delay | Garbage | Cut | Stall | Drop | ToolCalls
 Responder = Callable[[dict[str, Any]], Reply]
 
 
@@ -155,7 +179,6 @@ def completion_body(
     request: Mapping[str, Any], content: str, number: int, finish_reason: str = "stop"
 ) -> dict[str, Any]:
     """The Chat Completions answer with `content`, echoing the requested model."""
-    used_in, used_out = prompt_tokens(request), count_tokens(content)
     return {
         "id": f"chatcmpl-fake-{number}",
         "object": "chat.completion",
@@ -169,11 +192,33 @@ def completion_body(
                 "finish_reason": finish_reason,
             }
         ],
-        "usage": {
-            "prompt_tokens": used_in,
-            "completion_tokens": used_out,
-            "total_tokens": used_in + used_out,
-        },
+        "usage": usage_body(request, content),
+    }
+
+
+def usage_body(request: Mapping[str, Any], content: str) -> dict[str, int]:
+    used_in, used_out = prompt_tokens(request), count_tokens(content)
+    return {"prompt_tokens": used_in, "completion_tokens": used_out, "total_tokens": used_in + used_out}
+
+
+_TOKEN = re.compile(r"\s*\S+|\s+$")
+
+
+def stream_tokens(content: str) -> list[str]:
+    """`content` in the pieces a streamed reply sends: each word with the whitespace before it."""
+    return _TOKEN.findall(content) or [content]
+
+
+def chunk_body(
+    request: Mapping[str, Any], number: int, delta: dict[str, str], finish_reason: str | None = None
+) -> dict[str, Any]:
+    """One `chat.completion.chunk` of a streamed answer."""
+    return {
+        "id": f"chatcmpl-fake-{number}",
+        "object": "chat.completion.chunk",
+        "created": int(time.time()),
+        "model": str(request.get("model", "fake-model")),
+        "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish_reason}],
     }
 
 
@@ -223,8 +268,11 @@ class FakeOpenAI:
         models: Sequence[str] = ("gpt-4o-mini",),
         port: int = 0,
         record: Path | None = None,
+        tokens_per_second: float | None = None,
     ) -> None:
         """`api_key`, when set, makes requests without `Authorization: Bearer <api_key>` get a 401."""
+        self.tokens_per_second = tokens_per_second
+        self.first_token_at: list[float] = []
         self.responder = responder
         self.default = default
         self.latency = latency
@@ -340,9 +388,6 @@ class _OpenAIHandler(QuietHandler):
         except ValueError:
             self.send_json(400, error_body(400, "fake server: request body is not JSON"))
             return
-        if body.get("stream"):
-            self.send_json(400, error_body(400, "fake server: streaming is not supported"))
-            return
         headers = {name.lower(): value for name, value in self.headers.items()}
         number, reply = self.owner._take(body, headers, self.path)
         if self.owner._sleep(self.owner.latency):
@@ -364,18 +409,60 @@ class _OpenAIHandler(QuietHandler):
                 return
             reply = reply.then
         try:
-            if isinstance(reply, str):
+            if body.get("stream") and isinstance(reply, str | Cut | Stall | Drop):
+                self._stream(body, reply, number)
+            elif isinstance(reply, str):
                 self.send_json(200, completion_body(body, reply, number))
             elif isinstance(reply, ToolCalls):
                 self.send_json(200, tool_calls_body(body, reply, number))
             elif isinstance(reply, Cut):
                 self.send_json(200, completion_body(body, reply.content, number, finish_reason="length"))
+            elif isinstance(reply, Stall | Drop):
+                self.send_json(200, completion_body(body, reply.content, number))
             elif isinstance(reply, Garbage):
                 self.send_bytes(200, reply.body.encode(), content_type="application/json")
             else:
                 self._send_status(reply)
         except (BrokenPipeError, ConnectionResetError):
             pass  # the client gave up (its timeout); nothing to answer
+
+    def _stream(self, body: dict[str, Any], reply: str | Cut | Stall | Drop, number: int) -> None:
+        """Server-sent events, one token per chunk at the owner's rate (the connection then closes)."""
+        content = reply if isinstance(reply, str) else reply.content
+        self.send_response(200)
+        self.send_header("Content-Type", "text/event-stream")
+        self.send_header("Connection", "close")
+        self.end_headers()
+        self.close_connection = True
+        self._event(chunk_body(body, number, {"role": "assistant", "content": ""}))
+        pause = 1 / self.owner.tokens_per_second if self.owner.tokens_per_second else 0.0
+        for index, token in enumerate(stream_tokens(content)):
+            if index and self.owner._sleep(pause):
+                return
+            if index == 0:
+                with self.owner._lock:
+                    self.owner.first_token_at.append(time.time())
+            self._event(chunk_body(body, number, {"content": token}))
+        if isinstance(reply, Stall):
+            self.owner._sleep(3600)
+        if isinstance(reply, Stall | Drop):
+            return
+        finish = "length" if isinstance(reply, Cut) else "stop"
+        self._event(chunk_body(body, number, {}, finish))
+        if (body.get("stream_options") or {}).get("include_usage"):
+            used_in, used_out = prompt_tokens(body), count_tokens(content)
+            usage = {
+                "prompt_tokens": used_in,
+                "completion_tokens": used_out,
+                "total_tokens": used_in + used_out,
+            }
+            self._event({**chunk_body(body, number, {}), "choices": [], "usage": usage})
+        self.wfile.write(b"data: [DONE]\n\n")
+        self.wfile.flush()
+
+    def _event(self, data: dict[str, Any]) -> None:
+        self.wfile.write(b"data: " + json.dumps(data).encode() + b"\n\n")
+        self.wfile.flush()
 
     def _send_status(self, reply: Status) -> None:
         headers = dict(reply.headers or {})
@@ -413,6 +500,9 @@ class Script:
         return match_responder(self.rules, self.default) if self.rules else None
 
 
+_TEXT_REPLIES: dict[str, type[Cut | Stall | Drop]] = {"cut": Cut, "stall": Stall, "drop": Drop}
+
+
 def parse_reply(value: object) -> Reply:
     """One reply from its JSON form (see the module docstring)."""
     if isinstance(value, str):
@@ -424,11 +514,12 @@ def parse_reply(value: object) -> Reply:
             return Delay(float(value["delay"]), parse_reply(value.get("then", "")))
         if "garbage" in value:
             return Garbage(str(value["garbage"]))
-        if "cut" in value:
-            return Cut(str(value["cut"]))
         if "tool_calls" in value:
             calls = [Call(str(c["name"]), c.get("arguments", {})) for c in value["tool_calls"]]
             return ToolCalls(calls, str(value.get("content", "")))
+        for name, kind in _TEXT_REPLIES.items():
+            if name in value:
+                return kind(str(value[name]))
     raise ValueError(f"not a scripted reply: {value!r}")
 
 
@@ -454,10 +545,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--script", type=Path, help="JSON script file (see the module docstring)")
     parser.add_argument("--record", type=Path, help="append each request body as a JSON line here")
     parser.add_argument("--api-key", help="require this bearer token")
+    parser.add_argument("--tokens-per-second", type=float, help="pace of streamed replies")
     args = parser.parse_args(argv)
     script = load_script(args.script) if args.script else Script()
     fake = FakeOpenAI(
-        script.responder(), script.default, api_key=args.api_key, port=args.port, record=args.record
+        script.responder(),
+        script.default,
+        api_key=args.api_key,
+        port=args.port,
+        record=args.record,
+        tokens_per_second=args.tokens_per_second,
     )
     fake.script(*script.replies)
     stop = threading.Event()

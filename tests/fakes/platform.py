@@ -10,6 +10,7 @@ import redis
 
 from agentbot.conversation.code import Artifact
 from agentbot.conversation.events import FileRef
+from agentbot.conversation.ports import Activity
 from agentbot.conversation.posts import Post
 from agentbot.conversation.state import ConversationKey
 from agentbot.errors import PlatformError
@@ -63,7 +64,7 @@ class RecordingPlatform:
             raise PlatformError(f"no file {file.url}", user_message="the file is gone.")
         return self._files[file.url]
 
-    def set_status(self, key: ConversationKey, text: str) -> None:
+    def set_status(self, key: ConversationKey, text: str, *, activity: Activity = "") -> None:
         """Status is transient; not recorded."""
 
     def _record(self, method: str, key: ConversationKey, **fields: Any) -> None:

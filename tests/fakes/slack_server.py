@@ -9,9 +9,14 @@ In tests::
         slack.fail("chat.postMessage", status=429, times=1, retry_after=1)
 
 It keeps the messages it was sent per channel (with metadata) and serves them back from
-`conversations.replies`; serves the three-step file upload (`files.getUploadURLExternal` gives an
-upload URL on this server, the POST there stores the bytes, `files.completeUploadExternal` shares
-them in `channel_id`/`thread_ts`); and serves shared files at `/files/<id>` to bearer tokens.
+`conversations.replies` (in pages of `limit`, with a cursor); streams messages as Slack's chat
+streaming does (`chat.startStream` opens an empty message, `chat.appendStream` adds `markdown_text` or
+markdown chunks while it streams, `chat.stopStream` ends it, and a message not streaming answers
+`message_not_in_streaming_state`; `streaming = False` makes `chat.startStream` answer `unknown_method`,
+as a workspace without streaming would); serves the three-step file upload
+(`files.getUploadURLExternal` gives an upload URL on this server, the POST there stores the bytes,
+`files.completeUploadExternal` shares them in `channel_id`/`thread_ts`); and serves shared files at
+`/files/<id>` to bearer tokens.
 
 As a process, for end-to-end tests::
 
@@ -45,7 +50,7 @@ BOT_USER_ID = "UBOT"
 BOT_ID = "BBOT"
 TEAM_ID = "T0001"
 TOKEN = "xoxb-test-token"
-_JSON_FIELDS = ("blocks", "metadata", "files", "attachments", "loading_messages", "view", "chunks")
+_JSON_FIELDS = ("blocks", "metadata", "files", "attachments", "loading_messages", "view", "chunks", "prompts")
 _CHUNK_TYPES = {"markdown_text", "task_update", "plan_update", "blocks"}
 _TASK_CHUNKS = {"task_update", "plan_update"}
 
@@ -92,6 +97,7 @@ class FakeSlackState:
     users: dict[str, dict[str, Any]] = field(default_factory=dict)
     homes: dict[str, dict[str, Any]] = field(default_factory=dict)  # views.publish: user id -> view
     plans: bool = False  # task and plan chunks accepted (a workspace with AI features); else refused
+    streaming: bool = True  # False: chat.startStream answers `unknown_method`
     lock: threading.Lock = field(default_factory=threading.Lock)
     _clock: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
 
@@ -192,6 +198,11 @@ class FakeSlack:
         with self.state.lock:
             self.state.redirects[file_id] = location
         return f"{self.url}/files/{file_id}"
+
+    def set_streaming(self, enabled: bool) -> None:
+        """Whether `chat.startStream` works (False: it answers `unknown_method`, as an older Slack)."""
+        with self.state.lock:
+            self.state.streaming = enabled
 
     def add_user(self, user_id: str, *, name: str, real_name: str = "") -> None:
         with self.state.lock:
@@ -403,11 +414,29 @@ def _post_message(handler: _SlackHandler, args: dict[str, Any]) -> dict[str, Any
 def _update(handler: _SlackHandler, args: dict[str, Any]) -> dict[str, Any]:
     channel, ts = args.get("channel"), args.get("ts")
     with handler.state.lock:
-        for message in handler.state.messages.get(str(channel), []):
-            if message["ts"] == ts:
-                message.update(text=args.get("text", ""), blocks=args.get("blocks") or [])
-                return {"ok": True, "channel": channel, "ts": ts, "text": args.get("text", "")}
-    return {"ok": False, "error": "message_not_found"}
+        message = _find(handler.state, channel, ts)
+        if message is None:
+            return {"ok": False, "error": "message_not_found"}
+        if message.get("streaming"):
+            return {"ok": False, "error": "cant_update_message"}  # a streaming message is stopped first
+        message.update(text=args.get("text", ""), blocks=args.get("blocks") or [])
+        if args.get("metadata"):
+            message["metadata"] = args["metadata"]
+        return {"ok": True, "channel": channel, "ts": ts, "text": args.get("text", "")}
+
+
+def _find(state: FakeSlackState, channel: object, ts: object) -> dict[str, Any] | None:
+    """The message at `ts` in `channel` (the caller holds the lock)."""
+    return next((m for m in state.messages.get(str(channel), []) if m["ts"] == ts), None)
+
+
+def _streamed_text(args: dict[str, Any]) -> str:
+    """The markdown a streaming call adds: `markdown_text`, then any markdown text chunks."""
+    chunks: object = args.get("chunks")
+    items = chunks if isinstance(chunks, list) else []
+    markdown = [c for c in items if isinstance(c, dict) and c.get("type") == "markdown_text"]
+    texts = [str(c.get("text", "")) for c in markdown]
+    return str(args.get("markdown_text") or "") + "".join(texts)
 
 
 def _post_ephemeral(handler: _SlackHandler, args: dict[str, Any]) -> dict[str, Any]:
@@ -422,7 +451,11 @@ def _replies(handler: _SlackHandler, args: dict[str, Any]) -> dict[str, Any]:
         return {"ok": False, "error": "thread_not_found"}
     if not args.get("include_all_metadata"):
         thread = [{k: v for k, v in m.items() if k != "metadata"} for m in thread]
-    return {"ok": True, "messages": thread, "has_more": False, "response_metadata": {"next_cursor": ""}}
+    start = int(args.get("cursor") or 0)
+    limit = min(int(args.get("limit") or 1000), 1000)
+    page, more = thread[start : start + limit], start + limit < len(thread)
+    cursor = str(start + limit) if more else ""
+    return {"ok": True, "messages": page, "has_more": more, "response_metadata": {"next_cursor": cursor}}
 
 
 def _users_info(handler: _SlackHandler, args: dict[str, Any]) -> dict[str, Any]:
@@ -532,6 +565,8 @@ def _views_publish(handler: _SlackHandler, args: dict[str, Any]) -> dict[str, An
 def _start_stream(handler: _SlackHandler, args: dict[str, Any]) -> dict[str, Any]:
     """A streamed message in a thread; in a channel it needs its recipient (user and team)."""
     channel, thread_ts = str(args.get("channel") or ""), args.get("thread_ts")
+    if not handler.state.streaming:
+        return {"ok": False, "error": "unknown_method"}
     if not channel or not thread_ts:
         return {"ok": False, "error": "invalid_arguments"}
     if not channel.startswith("D") and not (args.get("recipient_user_id") and args.get("recipient_team_id")):
@@ -544,7 +579,7 @@ def _start_stream(handler: _SlackHandler, args: dict[str, Any]) -> dict[str, Any
         message: dict[str, Any] = {
             "type": "message", "subtype": "bot_message", "bot_id": BOT_ID, "user": BOT_USER_ID,
             "ts": state.next_ts(), "thread_ts": thread_ts, "text": "", "blocks": [],
-            "username": args.get("username"), "icon_emoji": args.get("icon_emoji"),
+            "username": args.get("username"), "icon_emoji": args.get("icon_emoji"), "streaming": True,
             "stream": {"state": "streaming", "mode": args.get("task_display_mode") or "timeline",
                        "title": "", "tasks": {}},
         }  # fmt: skip
@@ -574,9 +609,14 @@ def _streamed(handler: _SlackHandler, args: dict[str, Any], *, stop: bool) -> di
         if (message.get("stream") or {}).get("state") != "streaming":
             return {"ok": False, "error": "message_not_in_streaming_state"}
         _apply_chunks(message, args)
-        if stop:
-            message["stream"]["state"] = "stopped"
-    return {"ok": True, "channel": channel, "ts": ts}
+        if not stop:
+            return {"ok": True, "channel": channel, "ts": ts}
+        message["stream"]["state"] = "stopped"
+        message["streaming"] = False
+        for name in ("metadata", "blocks"):
+            if args.get(name):
+                message[name] = args[name]
+        return {"ok": True, "channel": channel, "ts": ts, "message": dict(message)}
 
 
 def _refused_chunks(state: FakeSlackState, args: dict[str, Any]) -> str:
@@ -594,11 +634,9 @@ def _refused_chunks(state: FakeSlackState, args: dict[str, Any]) -> str:
 def _apply_chunks(message: dict[str, Any], args: dict[str, Any]) -> None:
     """What people see after these chunks: streamed text, the plan's title and its tasks by id."""
     stream = message["stream"]
-    text = str(args.get("markdown_text") or "")
+    text = _streamed_text(args)
     for chunk in args.get("chunks") or []:
-        if chunk["type"] == "markdown_text":
-            text += str(chunk.get("text") or "")
-        elif chunk["type"] == "plan_update":
+        if chunk["type"] == "plan_update":
             stream["title"] = chunk.get("title", "")
         elif chunk["type"] == "task_update":
             stream["tasks"][chunk["id"]] = {**stream["tasks"].get(chunk["id"], {}), **chunk}
@@ -637,6 +675,7 @@ _METHODS: dict[str, Callable[[_SlackHandler, dict[str, Any]], dict[str, Any]]] =
     "reactions.add": _ok,
     "reactions.remove": _ok,
     "assistant.threads.setStatus": _ok,
+    "assistant.threads.setSuggestedPrompts": _ok,
     "apps.connections.open": _connections_open,
 }
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import socket
 import time
@@ -10,12 +11,12 @@ from pathlib import Path
 
 import pytest
 
-from agentbot.conversation.llm import ChatMessage
+from agentbot.conversation.llm import ChatMessage, Completion
 from agentbot.errors import ConfigError, LLMError
 from agentbot.llm import ModelConfig, OpenAIChat
 from agentbot.llm.openai_chat import price_per_1k
 from agentbot.settings import load_settings
-from tests.fakes.openai_server import Cut, Delay, FakeOpenAI, Garbage, Reply, Status
+from tests.fakes.openai_server import Cut, Delay, Drop, FakeOpenAI, Garbage, Reply, Status
 
 QUESTION = [
     ChatMessage(role="system", content="You are a helpful assistant."),
@@ -389,3 +390,80 @@ def test_named_model_missing_from_the_list_uses_the_first_server(
     assert completion.model == "gpt-4o-mini"
     assert [r["model"] for r in fake.requests] == ["llama3.1:8b", "gpt-4o-mini"]
     assert fake.request_headers[0]["authorization"] == "Bearer test-key"
+
+
+# ---------------------------------------------------------------- streaming
+
+
+def streamed(chat: OpenAIChat, model: str | None = None) -> tuple[list[str], Completion]:
+    seen: list[str] = []
+    return seen, chat.stream(QUESTION, on_text=seen.append, model=model)
+
+
+def test_streamed_reply_arrives_in_pieces_with_usage_at_the_end(
+    fake: FakeOpenAI, make_chat: MakeChat
+) -> None:
+    fake.script("Here is the code:\n```python\nprint(1)\n```")
+
+    seen, completion = streamed(make_chat("gpt-4o-mini"))
+
+    assert completion.content == "Here is the code:\n```python\nprint(1)\n```"
+    assert len(seen) > 3 and seen[-1] == completion.content
+    assert all(later.startswith(earlier) for earlier, later in itertools.pairwise(seen))
+    assert (completion.prompt_tokens, completion.completion_tokens) == (10, 7)  # words, in the fake
+    assert completion.cost_usd is not None and completion.cost_usd > 0
+    assert fake.requests[0]["stream"] is True
+    assert fake.requests[0]["stream_options"] == {"include_usage": True}
+
+
+def test_streamed_reply_cut_at_the_length_limit_is_marked_truncated(
+    fake: FakeOpenAI, make_chat: MakeChat
+) -> None:
+    fake.script(Cut("The first half of"))
+    _, completion = streamed(make_chat("gpt-4o-mini"))
+    assert completion.truncated and completion.content == "The first half of"
+
+
+def test_stream_broken_mid_reply_starts_over_with_the_next_model(
+    fake: FakeOpenAI, make_chat: MakeChat
+) -> None:
+    fake.script(Drop("This reply will not finish"), "The second model answers.")
+
+    seen, completion = streamed(make_chat("a", "b"))
+
+    assert completion.content == "The second model answers." and completion.model == "b"
+    restart = next(i for i, text in enumerate(seen) if not text.startswith("This"))
+    assert seen[restart - 1].startswith("This reply") and seen[-1] == completion.content
+
+
+def test_stream_broken_mid_reply_by_the_only_model_is_a_retryable_error(
+    fake: FakeOpenAI, make_chat: MakeChat
+) -> None:
+    fake.script(Drop("This reply will not finish"))
+    with pytest.raises(LLMError) as caught:
+        streamed(make_chat("gpt-4o-mini"))
+    assert caught.value.retryable
+    assert "stopped answering mid-reply" in caught.value.user_message
+
+
+def test_stream_refused_before_it_starts_falls_over_like_complete(
+    fake: FakeOpenAI, make_chat: MakeChat
+) -> None:
+    fake.script(Status(500), "From the second model.")
+    seen, completion = streamed(make_chat("a", "b"))
+    assert completion.content == "From the second model." and seen[-1] == completion.content
+
+
+def test_azure_deployment_streams_on_its_route(fake: FakeOpenAI) -> None:
+    config = ModelConfig(
+        model="my-deployment",
+        base_url=fake.base_url.removesuffix("/v1"),
+        api_key="az",
+        api_type="azure",
+        api_version="2024-06-01",
+    )
+    fake.script("Streamed from Azure.")
+    with OpenAIChat([config], max_retries=0) as chat:
+        seen, completion = streamed(chat)
+    assert completion.content == "Streamed from Azure." and len(seen) == 3
+    assert fake.paths[0].startswith("/openai/deployments/my-deployment/chat/completions?api-version=")

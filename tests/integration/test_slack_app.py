@@ -36,7 +36,7 @@ from agentbot.conversation.state import ConversationKey, Phase
 from agentbot.settings import load_settings
 from agentbot.slack.app import Bridge, build_app
 from agentbot.slack.platform import SlackPlatform
-from agentbot.store import RedisStore
+from agentbot.store import RedisSlackStore, RedisStore
 from agentbot.web import WebApp
 from tests.fakes.openai_server import FakeOpenAI
 from tests.fakes.slack_server import BOT_ID, BOT_USER_ID, TEAM_ID, TOKEN, FakeSlack, sign
@@ -68,13 +68,13 @@ class Bot:
             slack_signing_secret=SECRET, slack_api_url=slack.api_url, approvers="UBOSS",
         )  # fmt: skip
         self.slack, self.llm, self.redis = slack, llm, client
-        self.platform = SlackPlatform.from_settings(self.settings, client)
+        self.platform = SlackPlatform.from_settings(self.settings, RedisSlackStore(client))
         self.rt = runtime.Runtime(
             settings=self.settings, redis=client, platform=self.platform, embedded=False,
             queue_name=f"test-{uuid.uuid4().hex[:8]}",
         )  # fmt: skip
         runtime.install(self.rt)
-        self.bridge = Bridge(store=self.rt.store, queue=self.rt.queue, redis=client, platform=self.platform)
+        self.bridge = Bridge(store=self.rt.store, queue=self.rt.queue, platform=self.platform)
         self.app = build_app(self.settings, bridge=self.bridge)
         self.server = LoopbackWSGI(WebApp(self.app, healthy=lambda: runtime.redis_answers(client)))
         self.url = self.server.url
@@ -514,7 +514,7 @@ def test_slash_command_whose_conversation_cannot_be_stored_says_so_on_its_messag
     bot: Bot,
 ) -> None:
     down = redis.Redis(host="127.0.0.1", port=1, socket_connect_timeout=0.2, retry=Retry(NoBackoff(), 0))
-    bridge = Bridge(store=RedisStore(down), queue=bot.rt.queue, redis=down, platform=bot.platform)
+    bridge = Bridge(store=RedisStore(down), queue=bot.rt.queue, platform=bot.platform)
     try:
         answer = bridge.on_command(slash_form("team:coder plot sales"))  # what Bolt hands the listener
     finally:
@@ -600,3 +600,40 @@ def test_blocked_hosts_card_refuses_a_stranger_and_allow_reruns_the_code(bot: Bo
     assert state is not None and state.egress.thread_hosts == ("data.example.org:8080",)
     assert bot.results(root)[-1] == ":white_check_mark: exitcode: 0 (execution succeeded)"  # the rerun
     assert bot.cards(root) == []  # every card decided: no buttons left in the thread
+
+
+def test_a_mention_in_a_long_thread_is_acked_before_any_slack_read_and_the_worker_reads_the_thread(
+    bot: Bot, slack: FakeSlack, llm: FakeOpenAI
+) -> None:
+    root = slack.add_message(CHANNEL, user="UBOB", text="Which region sold most?")
+    for i in range(300):
+        slack.add_message(CHANNEL, user="UBOB", text=f"region {i} sold {i * 3}", thread_ts=root)
+    said = f"<@{BOT_USER_ID}> sum this thread up"
+    ts = slack.add_message(CHANNEL, user="UANA", text=said, thread_ts=root)
+    llm.script("Region 299 sold most. TERMINATE")
+
+    status, _ = bot.event({"type": "app_mention", "user": "UANA", "text": said, "ts": ts, "thread_ts": root})
+    acked_at = time.time()
+
+    assert status == 200
+    bot.work()
+    assert len(llm.requests) == 1
+    reads = slack.calls_to("conversations.replies") + slack.calls_to("users.info")
+    assert reads and all(call.at > acked_at for call in reads)  # all read by the worker, after the ack
+    prompt = json.dumps(llm.requests[0]["messages"])
+    assert "region 299 sold 897" in prompt
+
+
+def test_opening_the_assistant_thread_sets_suggested_prompts_after_the_ack(
+    bot: Bot, slack: FakeSlack
+) -> None:
+    event = {
+        "type": "assistant_thread_started", "ts": "1700000009.000100",
+        "assistant_thread": {"user_id": "UANA", "channel_id": "D0001", "thread_ts": "1700000009.000100",
+                             "context": {"channel_id": CHANNEL, "team_id": TEAM_ID}},
+    }  # fmt: skip
+    status, _ = bot.event(event)
+    assert status == 200
+    assert slack.wait_for(lambda: bool(slack.calls_to("assistant.threads.setSuggestedPrompts")), timeout=5)
+    (call,) = slack.calls_to("assistant.threads.setSuggestedPrompts")
+    assert call.args["channel_id"] == "D0001" and call.args["thread_ts"] == "1700000009.000100"

@@ -16,6 +16,7 @@ from agentbot.conversation.state import ConversationKey
 from agentbot.errors import PlatformError
 from agentbot.settings import load_settings
 from agentbot.slack.platform import SlackPlatform, make_client
+from agentbot.store import RedisSlackStore
 from tests.fakes.file_host import FakeFileHost
 from tests.fakes.slack_server import TOKEN, FakeSlack
 
@@ -106,8 +107,9 @@ def test_update_replaces_the_card_and_is_paced(slack: FakeSlack) -> None:
 
 @pytest.mark.redis
 def test_update_pacing_is_shared_through_redis(slack: FakeSlack, redis_client: redis.Redis) -> None:
-    one = SlackPlatform(make_client(TOKEN, slack.api_url), redis_client=redis_client, update_interval=0.3)
-    two = SlackPlatform(make_client(TOKEN, slack.api_url), redis_client=redis_client, update_interval=0.3)
+    store = RedisSlackStore(redis_client)
+    one = SlackPlatform(make_client(TOKEN, slack.api_url), store=store, update_interval=0.3)
+    two = SlackPlatform(make_client(TOKEN, slack.api_url), store=store, update_interval=0.3)
     ts = one.post(KEY, card(), effect_id="e-card")
     one.update(KEY, ts, card())
     two.update(KEY, ts, card())

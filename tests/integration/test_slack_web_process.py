@@ -28,7 +28,7 @@ from agentbot.settings import load_settings
 from agentbot.slack.app import DEDUPE_TTL, Bridge
 from agentbot.slack.parse import parse_event
 from agentbot.slack.platform import SlackPlatform
-from agentbot.store import RedisStore
+from agentbot.store import RedisSlackStore, RedisStore
 from agentbot.web import WebApp
 from tests.conftest import free_port
 from tests.fakes.openai_server import FakeOpenAI
@@ -117,11 +117,8 @@ def test_a_failed_enqueue_releases_the_dedupe_marker(redis_client: redis.Redis) 
         settings = load_settings(slack_bot_token=TOKEN, slack_api_url=slack.api_url)
         queue = FailingQueue()
         store = RedisStore(redis_client)
-        bridge = Bridge(
-            store=store, queue=queue, redis=redis_client,
-            platform=SlackPlatform.from_settings(settings, redis_client),
-        )  # fmt: skip
-        bridge._names[f"{bridge.prefix}:user:{TEAM_ID}:UANA"] = "Ana"
+        platform = SlackPlatform.from_settings(settings, RedisSlackStore(redis_client))
+        bridge = Bridge(store=store, queue=queue, platform=platform)
         body = mention_body("EvRetry")
         assert parse_event(body, bot_user_id=BOT_USER_ID) is not None
 
@@ -345,8 +342,8 @@ def test_embedded_mode_runs_steps_in_the_one_web_process(tmp_path: Path) -> None
                 wait_for(lambda: healthy(port))
                 assert len(wait_for(lambda: children(proc.pid))) == 1
                 assert signed_mention(port, "EvEmbedded") == 200
-                posted = wait_for(lambda: [c for c in slack.state.calls if c.method == "chat.postMessage"])
-                assert "Hello from the model." in posted[0].args["text"]
+                shown = wait_for(lambda: [c for c in slack.state.calls if c.method == "chat.update"])
+                assert "Hello from the model." in shown[0].args["text"]  # a streamed reply, finished
                 proc.send_signal(signal.SIGTERM)
                 assert proc.wait(timeout=15) == 0
             finally:

@@ -147,3 +147,10 @@ def test_dockerfiles_copy_only_what_dockerignore_lets_through(name: str) -> None
     assert sources
     for source in sources:
         assert any(source == a or source.startswith(a + "/") for a in allowed), source
+
+
+def test_slack_manifest_asks_for_what_streaming_status_and_prompts_need() -> None:
+    manifest = load_all(ROOT / "manifest.yaml")[0]
+    assert "assistant_thread_started" in manifest["settings"]["event_subscriptions"]["bot_events"]
+    assert {"assistant:write", "chat:write"} <= set(manifest["oauth_config"]["scopes"]["bot"])
+    assert manifest["features"]["assistant_view"]["assistant_description"]

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import json
+import re
 from datetime import UTC, datetime
 
 import pytest
 
 from agentbot.conversation.posts import SubTeamPost
 from agentbot.conversation.state import ConversationKey, ConversationState, Message, Phase, Policy
-from agentbot.slack.guide import answer
+from agentbot.slack.guide import answer, mrkdwn
 from agentbot.slack.render import render, render_command_root, truncate
 from agentbot.slack.views import details_view, missing_view
 from agentbot.teams import Catalog, load_catalog
@@ -104,3 +105,24 @@ def test_guide_lists_every_team_with_its_members(topic: str) -> None:
 
 def test_guide_without_teams_names_the_built_in_pair() -> None:
     assert "Only the built-in assistant and user proxy." in answer("teams", Catalog())
+
+
+@pytest.mark.parametrize("topic", ["teams", "help"])
+def test_guide_is_standard_markdown_for_the_markdown_block_it_is_posted_in(topic: str) -> None:
+    text = answer(topic, load_catalog(None))  # type: ignore[arg-type]
+    single_stars = re.findall(r"(?<!\*)\*[^*\s][^*]*\*(?!\*)", text)
+    assert not single_stars, f"mrkdwn bold would show in italics in a markdown block: {single_stars}"
+    assert "**" in text
+
+
+@pytest.mark.parametrize(
+    ("markdown", "expected"),
+    [
+        ("**Start** a conversation", "*Start* a conversation"),
+        ("**coder** (default) — two agent", "*coder* (default) — two agent"),
+        ("keep `**not bold**` in code", "keep `**not bold**` in code"),
+        ("plain text", "plain text"),
+    ],
+)
+def test_guide_in_mrkdwn_for_slash_command_replies(markdown: str, expected: str) -> None:
+    assert mrkdwn(markdown) == expected

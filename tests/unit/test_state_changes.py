@@ -17,6 +17,7 @@ MODELS: list[tuple[type[BaseModel], type]] = [
     (state.EgressState, state.EgressStateChanges),
     (state.Delegation, state.DelegationChanges),
     (state.OutboxItem, state.OutboxItemChanges),
+    (state.LiveReply, state.LiveReplyChanges),
     (state.ConversationState, state.ConversationStateChanges),
     (state.Teamwork, state.TeamworkChanges),
     (team.Team, team.TeamChanges),

@@ -205,7 +205,7 @@ def test_split_team_prefix(text: str, split: tuple[str | None, str]) -> None:
 
 def test_describe_lists_every_team_and_its_members() -> None:
     text = catalog(default="coder").describe()
-    assert "*coder* (default) — two agent:" in text
+    assert "**coder** (default) — two agent:" in text  # markdown, as a `markdown` block shows it
     assert "    translator, summarizer (round robin, max_round 2)" in text
     assert "lead project_manager; sub-teams timeline: timeline_planner; budget: budget_analyst" in text
 
