@@ -350,7 +350,7 @@ def deliver(ports: Ports, state: ConversationState) -> ConversationState:
     if state.parent is not None:
         return _forward(ports, state, state.parent)
     for item in state.outbox:
-        if _shown_in_plan(state, item):
+        if _shown_in_plan(state, item) and not item.live_message:  # a live message is always finished
             state = ports.store.save(engine.mark_sent(state, item, ""))
             continue
         effect_id = f"{state.key.slug}-{item.item_id}"

@@ -102,11 +102,14 @@ def attach(state: ConversationState) -> ConversationState:
         return state
     if not live.message_id:
         return state.evolve(live=None)
+    # The reply's post: the first agent post from the item id the live message was opened for (a team's
+    # plan update may have taken that id just before it).
+    target = next(
+        (item.item_id for item in state.outbox if item.item_id >= live.item_id and item.post.kind == "agent"),
+        None,
+    )
     items = tuple(
-        item.evolve(live_message=live.message_id)
-        if item.item_id == live.item_id and item.post.kind == "agent"
-        else item
-        for item in state.outbox
+        item.evolve(live_message=live.message_id) if item.item_id == target else item for item in state.outbox
     )
     return state.evolve(outbox=items, live=None)
 

@@ -75,6 +75,12 @@ def bot_messages(slack: FakeSlack, key: ConversationKey) -> list[dict[str, objec
     return [m for m in slack.thread(key.channel_id, key.thread_ts) if m.get("bot_id")]
 
 
+def first_block(message: dict[str, object]) -> object:
+    blocks = message["blocks"]
+    assert isinstance(blocks, list)
+    return blocks[0]
+
+
 def killed_mid_reply(redis_url: str, slack: FakeSlack, llm: FakeOpenAI, key: ConversationKey) -> None:
     """A step in a process of its own, SIGKILLed once its reply has streamed for a while."""
     worker = multiprocessing.get_context("fork").Process(
@@ -124,7 +130,7 @@ def test_a_worker_killed_mid_reply_leaves_it_cut_off_and_the_retry_rewrites_that
 
     assert state is not None and state.live is None and state.phase is Phase.AWAITING_HUMAN
     (message,) = bot_messages(slack, key)  # the same message, not a second one
-    assert message["blocks"][0] == {"type": "markdown", "text": WHOLE}  # then the final answer's feedback
+    assert first_block(message) == {"type": "markdown", "text": WHOLE}  # then its feedback buttons
     assert len(slack.calls_to("chat.startStream")) == 1
     (stop,) = [c for c in slack.calls_to("chat.stopStream") if CUT_OFF in c.args.get("markdown_text", "")]
     assert stop.args["ts"] == message["ts"]
@@ -146,4 +152,4 @@ def test_a_reply_cut_off_before_someone_wrote_again_stays_cut_off_and_the_next_g
     assert state is not None and state.live is None
     cut, reply = bot_messages(slack, key)
     assert str(cut["text"]).endswith(CUT_OFF)
-    assert reply["blocks"][0] == {"type": "markdown", "text": WHOLE}  # then its feedback buttons
+    assert first_block(reply) == {"type": "markdown", "text": WHOLE}  # then its feedback buttons
