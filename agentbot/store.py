@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 from typing import ParamSpec, TypeVar, cast
 
 import redis
+from redis.client import Pipeline
 
 from agentbot.conversation.code import Artifact
 from agentbot.conversation.events import EVENT_ADAPTER, Event
@@ -113,14 +114,30 @@ class RedisStore:
         return event_id.decode() if isinstance(event_id, bytes) else str(event_id)
 
     @_translated
-    def append_event_once(self, key: ConversationKey, event: Event, *, marker: str, ttl: int) -> str | None:
+    def append_event_once(
+        self,
+        key: ConversationKey,
+        event: Event,
+        *,
+        marker: str,
+        ttl: int,
+        then: Callable[[Pipeline], object] | None = None,
+    ) -> str | None:
         """`append_event`, unless `marker` is already set: sets it (for `ttl` seconds) atomically with it.
 
-        Returns the inbox entry id, or None when the marker was set already (a duplicate delivery).
+        `then` writes more on the same transaction (the queue's step, `RQJobQueue.enqueue_step_on`), so
+        an event is never stored without its step. It is written even for a duplicate delivery: that
+        step finds nothing new to do. Returns the inbox entry id, or None for a duplicate.
         """
         inbox = self.inbox_key(key)
         args: list[bytes | int] = [EVENT_ADAPTER.dump_json(event), ttl, self._state_ttl]
-        event_id = self._append_once_script(keys=[inbox, marker], args=args)
+        if then is None:
+            event_id = self._append_once_script(keys=[inbox, marker], args=args)
+        else:
+            with self._redis.pipeline() as pipe:
+                self._append_once_script(keys=[inbox, marker], args=args, client=pipe)
+                then(pipe)
+                event_id = pipe.execute()[0]
         return None if event_id is None else _text(event_id)
 
     @_translated
