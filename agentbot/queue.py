@@ -16,8 +16,10 @@ import logging
 import threading
 import uuid
 from datetime import UTC, datetime
+from typing import Any
 
 import redis
+from redis.client import Pipeline
 from rq import Queue, Retry
 from rq.exceptions import DuplicateJobError
 from rq.rate_limit import RateLimit
@@ -56,12 +58,24 @@ class RQJobQueue:
         return self._queue
 
     def enqueue_step(self, key: ConversationKey) -> None:
-        self._queue.enqueue(
-            STEP_FUNCTION,
-            key.model_dump(),
-            job_id=f"step-{key.slug}-{uuid.uuid4().hex[:12]}",
-            **self._options(key),
-        )
+        with self._queue.connection.pipeline() as pipe:
+            self.enqueue_step_on(pipe, key)
+            pipe.execute()
+
+    def enqueue_step_on(self, pipe: Pipeline, key: ConversationKey) -> None:
+        """Write a step for `key` on `pipe` (a transaction): it is enqueued when, and only if, `pipe` runs.
+
+        rq's own writes of a rate-limited enqueue (the job, its place in the conversation's limit, the
+        promotion script) in one round trip, instead of the three `Queue.enqueue` makes: the web's ack
+        stores the event and its step in one transaction (`RedisStore.append_event_once`).
+        """
+        job = self._queue.create_job(
+            STEP_FUNCTION, args=(key.model_dump(),), job_id=f"step-{key.slug}-{uuid.uuid4().hex[:12]}",
+            timeout=self._timeout, **self._options(key),
+        )  # fmt: skip
+        pipe.sadd(self._queue.redis_queues_keys, self._queue.key)  # as `Queue.enqueue_job` registers it
+        # rq documents this path (`pipeline`: "the job's writes and promotion are queued on it").
+        self._queue._enqueue_rate_limited_job(job, pipeline=pipe)
 
     def enqueue_step_at(self, key: ConversationKey, at: datetime, *, name: str) -> None:
         """A step for `key` at `at`, once per `name`: `unique` makes a repeat a no-op, not a second job."""
@@ -71,16 +85,21 @@ class RQJobQueue:
             return
         try:
             self._queue.enqueue_at(
-                at, STEP_FUNCTION, key.model_dump(), job_id=job_id, unique=True, **self._options(key)
+                at,
+                STEP_FUNCTION,
+                key.model_dump(),
+                job_id=job_id,
+                unique=True,
+                job_timeout=self._timeout,
+                **self._options(key),
             )
         except DuplicateJobError:
             logger.debug("conversation %s: step %s is already scheduled", key.id, job_id)
 
-    def _options(self, key: ConversationKey) -> dict[str, object]:
+    def _options(self, key: ConversationKey) -> dict[str, Any]:
         return {
             "rate_limit": RateLimit(key=f"conv-{key.slug}", concurrency=1),
             "retry": Retry(max=len(RETRY_INTERVALS), interval=self._intervals),
-            "job_timeout": self._timeout,
             "result_ttl": 60,
             "failure_ttl": 7 * 86400,
         }

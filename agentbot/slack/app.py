@@ -1,10 +1,10 @@
 """The Bolt app: every Slack entry point in `register_listeners`, each listener parse → dedupe → submit.
 
 Delivery discipline: Bolt checks the signature (401 for forged or stale requests) before any
-listener runs. A listener only talks to Redis (the conversation inbox, deduplicated on
-`(team_id, event_id)` by a `SET NX EX` marker in the same round trip, then the step queue), so the
-acknowledgement goes back within milliseconds and only once the event is safely stored; anything slow
-(the first status, the engine's turn) happens elsewhere. Slack's retries (`X-Slack-Retry-Num`) are not
+listener runs. A listener only talks to Redis: the dedupe marker on `(team_id, event_id)` (`SET NX EX`),
+the conversation inbox and the step job, in one transaction, so the acknowledgement goes back within
+milliseconds and only once the event and its step are safely stored; anything slow (the first status,
+"is thinking…", and the engine's turn) is the worker's. Slack's retries (`X-Slack-Retry-Num`) are not
 dropped blindly: they go through dedupe, so a retry of an event that failed before it was stored still
 gets through, and one that was stored is ignored.
 
@@ -17,6 +17,7 @@ sub-team's Details button (the modal opened after the ack, within the click's 3-
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import re
 from collections.abc import Callable
@@ -25,10 +26,12 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import redis
+from redis.client import Pipeline
 from slack_bolt import App, BoltContext, BoltResponse
 from slack_bolt.request import BoltRequest
 from slack_sdk.errors import SlackApiError, SlackClientError
 
+from agentbot import logs
 from agentbot.conversation.events import Event, HumanMessage, PriorMessage, Start
 from agentbot.conversation.ports import ConversationStore, JobQueue
 from agentbot.conversation.posts import NoticePost
@@ -66,9 +69,23 @@ class InboxStore(ConversationStore, Protocol):
 
     def exists(self, key: ConversationKey) -> bool: ...
 
-    def append_event_once(self, key: ConversationKey, event: Event, *, marker: str, ttl: int) -> str | None:
-        """Append `event` unless `marker` is set, setting it atomically; None for a duplicate."""
+    def append_event_once(
+        self,
+        key: ConversationKey,
+        event: Event,
+        *,
+        marker: str,
+        ttl: int,
+        then: Callable[[Pipeline], object] | None = None,
+    ) -> str | None:
+        """Append `event` unless `marker` is set, setting it atomically (and `then`); None for a duplicate."""
         ...
+
+
+class StepQueue(JobQueue, Protocol):
+    """The queue as the bridge uses it: the engine's port, plus a step written on a transaction."""
+
+    def enqueue_step_on(self, pipe: Pipeline, key: ConversationKey) -> None: ...
 
 
 @dataclass
@@ -76,7 +93,7 @@ class Bridge:
     """What the listeners share: the conversation inbox and queue, Redis for dedupe, and the platform."""
 
     store: InboxStore
-    queue: JobQueue
+    queue: StepQueue
     redis: redis.Redis
     platform: SlackPlatform
     catalog: Catalog = field(default_factory=lambda: load_catalog(None))  # the runtime's `teams`
@@ -130,30 +147,24 @@ class Bridge:
             raise
 
     def accept(self, inbound: Inbound, *, delivery_id: str, bot_user_id: str | None) -> None:
-        """Store the event once per `(team_id, delivery_id)`, then enqueue a step (`driver.submit`'s order).
+        """Store the event once per `(team_id, delivery_id)` and enqueue its step, in one transaction.
 
-        The dedupe marker is set in the same atomic round trip as the append, so a delivery is either
-        stored and marked, or neither. If the enqueue fails after that, the marker is released and the
-        error answers 500, so Slack's retry gets in again (and, as ever in that rare case, appends the
-        event a second time: a duplicate is better than an event no step will read).
+        The dedupe marker, the inbox entry and the step job are written together (`driver.submit`'s
+        promise, atomically): a delivery is stored, marked and enqueued, or none of them, and then the
+        error answers 500 so that Slack's retry gets in again. The first sign of life in the thread is
+        the step's own status ("is thinking…"), posted by the worker, not by this process.
         """
-        event = self._complete(inbound, bot_user_id=bot_user_id)
-        if event is None:
-            return
-        key = inbound.key
-        seen = self._seen(key.team_id, delivery_id)
-        if self.store.append_event_once(key, event, marker=seen, ttl=DEDUPE_TTL) is None:
-            logger.info("conversation %s: duplicate delivery %s ignored", key.id, delivery_id)
-            return
-        if isinstance(event, Start | HumanMessage) and inbound.message_ts:
-            self.background.submit(self.platform.show_working, key, message_ts=inbound.message_ts)
-        try:
-            self.queue.enqueue_step(key)
-        except Exception:
-            with contextlib.suppress(redis.RedisError):
-                self.redis.delete(seen)
-            raise
-        logger.info("conversation %s: %s from %s submitted", key.id, event.type, event.user_id)
+        with logs.conversation(inbound.key.id):
+            event = self._complete(inbound, bot_user_id=bot_user_id)
+            if event is None:
+                return
+            key = inbound.key
+            seen = self._seen(key.team_id, delivery_id)
+            enqueue = functools.partial(self.queue.enqueue_step_on, key=key)
+            if self.store.append_event_once(key, event, marker=seen, ttl=DEDUPE_TTL, then=enqueue) is None:
+                logger.info("conversation %s: duplicate delivery %s ignored", key.id, delivery_id)
+                return
+            logger.info("conversation %s: %s from %s submitted", key.id, event.type, event.user_id)
 
     def _seen(self, team_id: str, delivery_id: str) -> str:
         """The dedupe marker of one delivery (an Events API event id, or a click's)."""

@@ -19,10 +19,13 @@ from typing import Any
 
 import pytest
 import redis
+from redis.client import Pipeline
+from rq.rate_limit import RateLimitRegistry
 
 from agentbot.conversation.events import Start
 from agentbot.conversation.state import ConversationKey, ConversationState, Policy
 from agentbot.errors import StoreError
+from agentbot.queue import RQJobQueue
 from agentbot.runtime import web_options
 from agentbot.settings import load_settings
 from agentbot.slack.app import DEDUPE_TTL, Bridge
@@ -86,21 +89,18 @@ def test_exists_without_reading_the_state(redis_client: redis.Redis) -> None:
     assert store.exists(KEY)
 
 
-# -- the bridge: a failed enqueue lets Slack's retry in again ---------------------------------------
+# -- the bridge: the event and its step in one transaction, or neither -----------------------------
 
 
-class FailingQueue:
-    def __init__(self) -> None:
-        self.fail = True
-        self.enqueued: list[ConversationKey] = []
+class FlakyQueue(RQJobQueue):
+    """The real queue, whose step writing fails (a lost connection) while `fail` is set."""
 
-    def enqueue_step(self, key: ConversationKey) -> None:
+    fail = True
+
+    def enqueue_step_on(self, pipe: Pipeline, key: ConversationKey) -> None:
+        super().enqueue_step_on(pipe, key)
         if self.fail:
             raise StoreError("redis: connection lost", retryable=True)
-        self.enqueued.append(key)
-
-    def enqueue_step_at(self, key: ConversationKey, at: datetime, *, name: str) -> None:
-        self.enqueue_step(key)
 
 
 def mention_body(event_id: str) -> dict[str, Any]:
@@ -112,10 +112,10 @@ def mention_body(event_id: str) -> dict[str, Any]:
     }  # fmt: skip
 
 
-def test_a_failed_enqueue_releases_the_dedupe_marker(redis_client: redis.Redis) -> None:
+def test_an_event_is_stored_with_its_step_or_not_at_all(redis_client: redis.Redis) -> None:
     with FakeSlack() as slack:
         settings = load_settings(slack_bot_token=TOKEN, slack_api_url=slack.api_url)
-        queue = FailingQueue()
+        queue = FlakyQueue(redis_client, queue_name="test-atomic")
         store = RedisStore(redis_client)
         bridge = Bridge(
             store=store, queue=queue, redis=redis_client,
@@ -126,14 +126,18 @@ def test_a_failed_enqueue_releases_the_dedupe_marker(redis_client: redis.Redis) 
         assert parse_event(body, bot_user_id=BOT_USER_ID) is not None
 
         with pytest.raises(StoreError):
-            bridge.on_event(body, bot_user_id=BOT_USER_ID)
+            bridge.on_event(body, bot_user_id=BOT_USER_ID)  # answered 500: Slack retries
         assert redis_client.exists(f"{bridge.prefix}:seen:{TEAM_ID}:EvRetry") == 0
+        assert store.events_after(KEY, "0-0") == [] and queue.queue.count == 0
 
         queue.fail = False
         bridge.on_event(body, bot_user_id=BOT_USER_ID)  # Slack's retry
         bridge.on_event(body, bot_user_id=BOT_USER_ID)  # and a second one: a duplicate
-        bridge.background.shutdown(wait=True)
-        assert queue.enqueued == [KEY]
+        ((_, event),) = store.events_after(KEY, "0-0")
+        assert isinstance(event, Start) and event.user_name == "Ana"
+        # a step for each delivery (the duplicate's finds nothing new), one at a time by rq's rate limit
+        limit = RateLimitRegistry(f"conv-{KEY.slug}", redis_client)
+        assert queue.queue.count == 1 and limit.get_rate_limited_job_count() == 1
         assert 0 < redis_client.ttl(f"{bridge.prefix}:seen:{TEAM_ID}:EvRetry") <= DEDUPE_TTL
 
 
