@@ -30,7 +30,9 @@ from agentbot.conversation.state import ConversationKey
 QUEUE_NAME = "agentbot"
 STEP_FUNCTION = "agentbot.jobs.step"
 # Retries re-run a step whose Slack post or Redis write failed transiently; the step is idempotent.
-RETRY_INTERVALS = [1, 5, 15, 30, 60]
+# The first is at once: a later one goes through rq's scheduler, and the scheduler of a worker that
+# died with its step holds its lock for another minute (`agentbot.workers`: a dead worker's step).
+RETRY_INTERVALS = [0, 5, 15, 30, 60]
 
 logger = logging.getLogger(__name__)
 
