@@ -49,13 +49,13 @@ from prometheus_client import (
     values,
 )
 from prometheus_client.multiprocess import MultiProcessCollector
-from redis.client import Pipeline
 
 from agentbot.conversation.code import CodeBlock, CodeResult, EgressGrant, InputFile
 from agentbot.conversation.events import Event
 from agentbot.conversation.llm import ChatMessage, Completion
 from agentbot.conversation.ports import LLM, CodeExecutor
 from agentbot.conversation.state import ConversationKey, ConversationState
+from agentbot.queue import StepWrites
 from agentbot.store import RedisStore
 
 logger = logging.getLogger(__name__)
@@ -219,13 +219,7 @@ class MeteredStore(RedisStore):
         return event_id
 
     def append_event_once(
-        self,
-        key: ConversationKey,
-        event: Event,
-        *,
-        marker: str,
-        ttl: int,
-        then: Callable[[Pipeline], object] | None = None,
+        self, key: ConversationKey, event: Event, *, marker: str, ttl: int, then: StepWrites | None = None
     ) -> str | None:
         event_id = super().append_event_once(key, event, marker=marker, ttl=ttl, then=then)
         if event_id is not None:

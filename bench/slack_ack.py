@@ -86,6 +86,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.mentions:
             empty_queue(redis_url)  # the steps of the rounds above: not this round's work
             with fake_model() as model_url, worker(redis_url, slack_url, model_url):
+                first_visible(web_url, slack_url, 3)  # warm-up: the worker's first steps load lazily
                 visible = first_visible(web_url, slack_url, args.mentions)
     print(f"{'what':<52} {'n':>5} {'p50 ms':>8} {'p99 ms':>8} {'max ms':>8} {'cpu ms':>7}")
     report(f"ack, event, bare Bolt on gunicorn, {args.concurrency} concurrent", *bare)

@@ -2,7 +2,7 @@
 
 Delivery discipline: Bolt checks the signature (401 for forged or stale requests) before any
 listener runs. A listener only talks to Redis: the dedupe marker on `(team_id, event_id)` (`SET NX EX`),
-the conversation inbox and the step job, in one transaction, so the acknowledgement goes back within
+the conversation inbox and the step job, in one script, so the acknowledgement goes back within
 milliseconds and only once the event and its step are safely stored; anything slow (the first status,
 "is thinking…", and the engine's turn) is the worker's. Slack's retries (`X-Slack-Retry-Num`) are not
 dropped blindly: they go through dedupe, so a retry of an event that failed before it was stored still
@@ -17,7 +17,6 @@ sub-team's Details button (the modal opened after the ack, within the click's 3-
 from __future__ import annotations
 
 import contextlib
-import functools
 import logging
 import re
 from collections.abc import Callable
@@ -26,7 +25,6 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import redis
-from redis.client import Pipeline
 from slack_bolt import App, BoltContext, BoltResponse
 from slack_bolt.request import BoltRequest
 from slack_sdk.errors import SlackApiError, SlackClientError
@@ -37,6 +35,7 @@ from agentbot.conversation.ports import ConversationStore, JobQueue
 from agentbot.conversation.posts import NoticePost
 from agentbot.conversation.state import ConversationKey
 from agentbot.errors import AgentbotError, ConfigError, PlatformError
+from agentbot.queue import StepWrites
 from agentbot.settings import Settings
 from agentbot.slack import guide
 from agentbot.slack.parse import (
@@ -70,22 +69,16 @@ class InboxStore(ConversationStore, Protocol):
     def exists(self, key: ConversationKey) -> bool: ...
 
     def append_event_once(
-        self,
-        key: ConversationKey,
-        event: Event,
-        *,
-        marker: str,
-        ttl: int,
-        then: Callable[[Pipeline], object] | None = None,
+        self, key: ConversationKey, event: Event, *, marker: str, ttl: int, then: StepWrites | None = None
     ) -> str | None:
         """Append `event` unless `marker` is set, setting it atomically (and `then`); None for a duplicate."""
         ...
 
 
 class StepQueue(JobQueue, Protocol):
-    """The queue as the bridge uses it: the engine's port, plus a step written on a transaction."""
+    """The queue as the bridge uses it: the engine's port, plus a step as the store's script writes it."""
 
-    def enqueue_step_on(self, pipe: Pipeline, key: ConversationKey) -> None: ...
+    def step_writes(self, key: ConversationKey) -> StepWrites: ...
 
 
 @dataclass
@@ -147,11 +140,12 @@ class Bridge:
             raise
 
     def accept(self, inbound: Inbound, *, delivery_id: str, bot_user_id: str | None) -> None:
-        """Store the event once per `(team_id, delivery_id)` and enqueue its step, in one transaction.
+        """Store the event once per `(team_id, delivery_id)` and enqueue its step, in one Redis script.
 
         The dedupe marker, the inbox entry and the step job are written together (`driver.submit`'s
         promise, atomically): a delivery is stored, marked and enqueued, or none of them, and then the
-        error answers 500 so that Slack's retry gets in again. The first sign of life in the thread is
+        error answers 500 so that Slack's retry gets in again. A duplicate delivery writes nothing.
+        The first sign of life in the thread is
         the step's own status ("is thinking…"), posted by the worker, not by this process.
         """
         with logs.conversation(inbound.key.id):
@@ -160,8 +154,8 @@ class Bridge:
                 return
             key = inbound.key
             seen = self._seen(key.team_id, delivery_id)
-            enqueue = functools.partial(self.queue.enqueue_step_on, key=key)
-            if self.store.append_event_once(key, event, marker=seen, ttl=DEDUPE_TTL, then=enqueue) is None:
+            step = self.queue.step_writes(key)
+            if self.store.append_event_once(key, event, marker=seen, ttl=DEDUPE_TTL, then=step) is None:
                 logger.info("conversation %s: duplicate delivery %s ignored", key.id, delivery_id)
                 return
             logger.info("conversation %s: %s from %s submitted", key.id, event.type, event.user_id)
