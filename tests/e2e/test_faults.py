@@ -77,7 +77,10 @@ def runs_recorded(bot: Stack, root: str) -> bool:
     client = docker.from_env()
     try:
         for container in client.containers.list(filters={"label": f"{WORKSPACE_LABEL}={slug}"}):
-            code, out = container.exec_run(["cat", f"{WORKSPACE_DIR}/runs.txt"], user=CODE_USER)
+            try:
+                code, out = container.exec_run(["cat", f"{WORKSPACE_DIR}/runs.txt"], user=CODE_USER)
+            except docker.errors.APIError:  # it stopped since it was listed (409): not this run's container
+                continue
             if code == 0 and b"run" in out:
                 return True
     finally:
