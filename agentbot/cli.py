@@ -8,6 +8,7 @@ import sys
 
 import redis
 
+from agentbot import logs
 from agentbot.errors import AgentbotError, ConfigError
 from agentbot.settings import Settings, load_settings
 
@@ -23,7 +24,7 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         settings = load_settings()
-        _configure_logging(settings.log_level)
+        logs.configure(settings.log_level, settings.log_format)
         code: int = args.run(settings, args)
         return code
     except ConfigError as exc:
@@ -32,13 +33,6 @@ def main(argv: list[str] | None = None) -> int:
         return _fail(exc, 1)  # e.g. Redis gone while a worker runs
     except KeyboardInterrupt:
         return 130
-
-
-def _configure_logging(level: str) -> None:
-    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    if level != "DEBUG":  # the OpenAI SDK's HTTP client logs every request at INFO
-        for name in ("httpx", "httpx2", "httpcore"):
-            logging.getLogger(name).setLevel(logging.WARNING)
 
 
 def _fail(exc: BaseException, code: int) -> int:

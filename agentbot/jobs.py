@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import logging
+import time
 import uuid
 
-from agentbot import runtime
+from agentbot import logs, runtime
 from agentbot.conversation import driver
 from agentbot.conversation.state import ConversationKey
 from agentbot.errors import AgentbotError
@@ -14,9 +15,21 @@ logger = logging.getLogger(__name__)
 
 
 def step(conversation: dict[str, str]) -> None:
-    """The job: advance one conversation by one step. The one broad catch of the worker side."""
+    """The job: advance one conversation by one step. The one broad catch of the worker side.
+
+    Every line logged meanwhile carries the conversation's key; the step is counted by its outcome.
+    """
     key = ConversationKey.model_validate(conversation)
-    ports = runtime.current().ports()
+    rt = runtime.current()
+    started, outcome = time.perf_counter(), "retried"  # the outcome when the step raises: rq retries it
+    with logs.conversation(key.id):
+        try:
+            outcome = _step(rt.ports(), key)
+        finally:
+            rt.metrics.step_done(outcome, time.perf_counter() - started)
+
+
+def _step(ports: driver.Ports, key: ConversationKey) -> str:
     try:
         driver.step(ports, key)
     except AgentbotError as exc:
@@ -24,8 +37,11 @@ def step(conversation: dict[str, str]) -> None:
             logger.warning("conversation %s: step will be retried: %s", key.id, exc)
             raise
         _report(ports, key, exc)
+        return "failed"
     except Exception as exc:
         _report(ports, key, exc)
+        return "failed"
+    return "ok"
 
 
 def _report(ports: driver.Ports, key: ConversationKey, exc: Exception) -> None:

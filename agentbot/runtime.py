@@ -24,6 +24,7 @@ from agentbot.conversation.driver import Ports
 from agentbot.conversation.ports import LLM, ChatPlatform, CodeExecutor
 from agentbot.errors import ConfigError
 from agentbot.llm.openai_chat import OpenAIChat
+from agentbot.metrics import MeteredExecutor, MeteredStore, Metrics, metered_llm
 from agentbot.queue import QUEUE_NAME, RQJobQueue
 from agentbot.sandbox.local import LocalExecutor
 from agentbot.sandbox.none import NoExecutor
@@ -51,10 +52,11 @@ class Runtime:
     embedded: bool
     queue_name: str = QUEUE_NAME
     llm_override: LLM | None = field(default=None, repr=False)
+    metrics: Metrics = field(default_factory=Metrics, repr=False)
 
     @cached_property
     def store(self) -> RedisStore:
-        return RedisStore(self.redis)
+        return MeteredStore(self.redis, self.metrics)
 
     @cached_property
     def queue(self) -> RQJobQueue:
@@ -89,8 +91,8 @@ class Runtime:
     def ports(self) -> Ports:
         return Ports(
             store=self.store,
-            llm=self.llm,
-            executor=self.executor,
+            llm=metered_llm(self.llm, self.metrics),
+            executor=MeteredExecutor(self.executor, self.metrics),
             platform=self.platform,
             queue=self.queue,
             policy=self.settings.policy(),
@@ -167,7 +169,7 @@ class WebRuntime:
 
 def serve_web(settings: Settings) -> int:
     """`agentbot web`: check what the web needs, then serve until SIGTERM (HTTP or Socket Mode)."""
-    from agentbot import doctor, web  # noqa: PLC0415  # each command loads only what it runs
+    from agentbot import doctor, metrics, web  # noqa: PLC0415  # each command loads only what it runs
 
     if (
         not settings.slack_app_token.get_secret_value()
@@ -193,7 +195,8 @@ def serve_web(settings: Settings) -> int:
         "over Socket Mode, /healthz" if _socket_mode(settings) else "at /slack/events",
         options.port, options.workers, options.threads,
     )  # fmt: skip
-    web.serve(options, load, stop=stop)
+    with metrics.multiprocess_dir("parallel"):  # before gunicorn forks: every process counts into it
+        web.serve(options, load, stop=stop)
     return 0
 
 
@@ -207,6 +210,7 @@ def web_options(settings: Settings) -> ServerOptions:
         workers=settings.web_concurrency if shared else 1,
         threads=settings.web_threads,
         log_level=settings.log_level,
+        log_format=settings.log_format,
     )
 
 
@@ -228,7 +232,7 @@ def build_web(settings: Settings) -> WebRuntime:
     socket_mode = _socket_mode(settings)
     # The token was checked at start; Bolt's own check would stop this process when Slack is unreachable.
     bolt = build_app(settings, bridge=bridge, socket_mode=socket_mode, token_verification=False)
-    app = WebApp(None if socket_mode else bolt, healthy=lambda: redis_answers(client))
+    app = WebApp(None if socket_mode else bolt, healthy=lambda: redis_answers(client), metrics=rt.metrics)
     built = WebRuntime(runtime=rt, bridge=bridge, app=app)
     if socket_mode:
         from slack_bolt.adapter.socket_mode import SocketModeHandler  # noqa: PLC0415
@@ -256,7 +260,7 @@ def _socket_mode(settings: Settings) -> bool:
 
 def run_worker(settings: Settings, *, burst: bool = False, simple: bool = False) -> int:
     """`agentbot worker`: check what steps need, tidy the sandbox, then work the queue."""
-    from agentbot import doctor  # noqa: PLC0415
+    from agentbot import doctor, metrics  # noqa: PLC0415
     from agentbot.slack.platform import SlackPlatform  # noqa: PLC0415
     from agentbot.workers import run_worker as work  # noqa: PLC0415
 
@@ -265,19 +269,24 @@ def run_worker(settings: Settings, *, burst: bool = False, simple: bool = False)
             "REDIS_URL: required by `agentbot worker` (without it, `agentbot web` runs steps itself)"
         )
     doctor.at_start(settings, "worker")
-    client, _ = connect_redis(settings)
-    # The same store as the web's: edits of one message are paced across every worker and web process.
-    platform = SlackPlatform.from_settings(settings, RedisSlackStore(client))
-    rt = Runtime(settings=settings, redis=client, platform=platform, embedded=False)
-    install(rt)
-    rt.ports()  # fail at start, with one clear line, if the LLM or executor is misconfigured
-    _housekeeping(rt.executor)
-    rt.tools.start()  # here, in the parent: each forked horse talks to this one host (MCP servers stay up)
-    logger.info("worker: taking steps from queue %r%s", rt.queue_name, " until it is empty" if burst else "")
-    try:
-        work(rt, burst=burst, simple=simple)
-    finally:
-        rt.tools.close()
+    with metrics.multiprocess_dir("sequential"):  # the work horses count; this process serves
+        client, _ = connect_redis(settings)
+        # The same store as the web's: edits of one message are paced across every worker and web process.
+        platform = SlackPlatform.from_settings(settings, RedisSlackStore(client))
+        rt = Runtime(settings=settings, redis=client, platform=platform, embedded=False)
+        install(rt)
+        rt.ports()  # fail at start, with one clear line, if the LLM or executor is misconfigured
+        _housekeeping(rt.executor)
+        if settings.metrics_port:
+            metrics.serve(settings.metrics_port, rt.metrics)
+        rt.tools.start()  # in the parent: each forked horse talks to this one host (MCP servers stay up)
+        logger.info(
+            "worker: taking steps from queue %r%s", rt.queue_name, " until it is empty" if burst else ""
+        )
+        try:
+            work(rt, burst=burst, simple=simple)
+        finally:
+            rt.tools.close()
     return 0
 
 

@@ -111,6 +111,10 @@ class Settings(BaseSettings):
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = Field(
         "INFO", validation_alias=_env("AGENTBOT_LOG_LEVEL")
     )
+    # `json`: one JSON object per line, with the conversation key (agentbot.logs)
+    log_format: Literal["text", "json"] = Field("text", validation_alias=_env("AGENTBOT_LOG_FORMAT"))
+    # `agentbot worker` serves Prometheus metrics on this port (unset: none); web serves them at /metrics
+    metrics_port: int | None = Field(None, gt=0, lt=65536, validation_alias=_env("AGENTBOT_METRICS_PORT"))
 
     @field_validator("config_list", mode="before")
     @classmethod
@@ -129,7 +133,9 @@ class Settings(BaseSettings):
     def _upper(cls, value: object) -> object:
         return value.upper() if isinstance(value, str) else value
 
-    @field_validator("code_approval", "executor", "sandbox_network", "sandbox_thread_allow", mode="before")
+    @field_validator(
+        "code_approval", "executor", "sandbox_network", "sandbox_thread_allow", "log_format", mode="before"
+    )
     @classmethod
     def _lower(cls, value: object) -> object:
         return value.lower() if isinstance(value, str) else value

@@ -20,11 +20,13 @@ from datetime import UTC, datetime
 from typing import ParamSpec, TypeVar, cast
 
 import redis
+from redis.typing import EncodableT
 
 from agentbot.conversation.code import Artifact
 from agentbot.conversation.events import EVENT_ADAPTER, Event
 from agentbot.conversation.state import ConversationKey, ConversationState
 from agentbot.errors import StoreError
+from agentbot.queue import ENQUEUE_STEP_LUA, StepWrites
 
 P = ParamSpec("P")
 PEOPLE_INDEX = 200  # conversations remembered per person for the Home tab
@@ -50,6 +52,20 @@ local id = redis.call('XADD', KEYS[1], '*', 'e', ARGV[1])
 redis.call('EXPIRE', KEYS[1], ARGV[3])
 return id
 """
+# The same with the conversation's step (rq's writes, `agentbot.queue.ENQUEUE_STEP_LUA`): the web's ack.
+# Redis keeps what a script wrote before an error, so the marker comes last: a script cut short leaves
+# at most a step with nothing new to do, and Slack's retry (the error answered 500) is not a duplicate.
+_SUBMIT_ONCE = (
+    ENQUEUE_STEP_LUA
+    + """
+if redis.call('EXISTS', KEYS[2]) == 1 then return false end
+enqueue_step(2, 3)
+local id = redis.call('XADD', KEYS[1], '*', 'e', ARGV[1])
+redis.call('EXPIRE', KEYS[1], ARGV[3])
+redis.call('SET', KEYS[2], '1', 'EX', ARGV[2])
+return id
+"""
+)
 
 
 def _translated(method: Callable[P, T]) -> Callable[P, T]:
@@ -80,6 +96,7 @@ class RedisStore:
         self._prefix = prefix
         self._save_script = client.register_script(_SAVE)
         self._append_once_script = client.register_script(_APPEND_ONCE)
+        self._submit_once_script = client.register_script(_SUBMIT_ONCE)
 
     def state_key(self, key: ConversationKey) -> str:
         return f"{self._prefix}:conv:{key.id}"
@@ -153,14 +170,21 @@ class RedisStore:
         return event_id.decode() if isinstance(event_id, bytes) else str(event_id)
 
     @_translated
-    def append_event_once(self, key: ConversationKey, event: Event, *, marker: str, ttl: int) -> str | None:
+    def append_event_once(
+        self, key: ConversationKey, event: Event, *, marker: str, ttl: int, then: StepWrites | None = None
+    ) -> str | None:
         """`append_event`, unless `marker` is already set: sets it (for `ttl` seconds) atomically with it.
 
-        Returns the inbox entry id, or None when the marker was set already (a duplicate delivery).
+        With `then` (a step job, `RQJobQueue.step_writes`), the step is written by the same script, so
+        an event is never stored without its step (nor a duplicate delivery given one). Returns the
+        inbox entry id, or None when the marker was set already (a duplicate delivery).
         """
-        inbox = self.inbox_key(key)
-        args: list[bytes | int] = [EVENT_ADAPTER.dump_json(event), ttl, self._state_ttl]
-        event_id = self._append_once_script(keys=[inbox, marker], args=args)
+        keys = [self.inbox_key(key), marker]
+        args: list[EncodableT] = [EVENT_ADAPTER.dump_json(event), ttl, self._state_ttl]
+        if then is None:
+            event_id = self._append_once_script(keys=keys, args=args)
+        else:
+            event_id = self._submit_once_script(keys=keys + then.keys, args=args + then.args)
         return None if event_id is None else _text(event_id)
 
     @_translated

@@ -1,4 +1,4 @@
-"""The web process's WSGI app (`POST /slack/events`, `GET /healthz`) and gunicorn serving it.
+"""The web process's WSGI app (`POST /slack/events`, `GET /healthz`, `GET /metrics`) and gunicorn serving it.
 
 gunicorn (gthread workers) owns the sockets, the worker processes and the signals: SIGTERM stops taking
 connections, lets the requests in flight finish (`STOP_GRACE`), and ends. Each worker process builds
@@ -7,13 +7,15 @@ its own runtime (Redis connections, Bolt app, threads) after the fork, in `Gunic
 Slack's requests go through Bolt's WSGI adapter. A request Bolt cannot even read (a signed body that is
 not JSON, a form whose `payload` is not JSON, a body that is not UTF-8) is answered 400 with one log
 line; gunicorn answers an unreadable HTTP request itself (`Content-Length: abc`) with 400 and one line.
-More routes (`GET /metrics`) are added with `WebApp.route`.
+The time to answer each Slack request is `agentbot_ack_seconds`; `GET /metrics` shows every web
+process's metrics (`agentbot.metrics`: gunicorn's processes share a multiprocess directory).
 """
 
 from __future__ import annotations
 
 import logging
 import socket
+import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -26,7 +28,10 @@ from slack_bolt.adapter.wsgi.http_response import WsgiHttpResponse
 from slack_bolt.request import BoltRequest
 from slack_bolt.response import BoltResponse
 
+from agentbot import logs
 from agentbot.errors import ConfigError
+from agentbot.logs import LogFormat
+from agentbot.metrics import CONTENT_TYPE, Metrics
 
 if TYPE_CHECKING:
     from wsgiref.types import StartResponse, WSGIApplication, WSGIEnvironment
@@ -35,7 +40,7 @@ logger = logging.getLogger(__name__)
 
 EVENTS_PATH = "/slack/events"
 HEALTH_PATH = "/healthz"
-METRICS_PATH = "/metrics"  # served once a metrics handler is routed there (`WebApp.route`)
+METRICS_PATH = "/metrics"
 MAX_BODY = 1_000_000  # Slack's payloads are a few KB; refuse anything absurd before reading it
 STOP_GRACE = 20  # seconds for requests in flight after SIGTERM (platforms such as Heroku allow 30)
 
@@ -77,9 +82,15 @@ def read_request(request: WsgiHttpRequest) -> BoltRequest:
 class WebApp:
     """The WSGI app: Slack's events (absent in Socket Mode), the health check, and any added route."""
 
-    def __init__(self, bolt: App | None, *, healthy: Callable[[], bool]) -> None:
+    def __init__(
+        self, bolt: App | None, *, healthy: Callable[[], bool], metrics: Metrics | None = None
+    ) -> None:
         self._healthy = healthy
-        self._routes: dict[tuple[str, str], Handler] = {("GET", HEALTH_PATH): self._health}
+        self._metrics = metrics or Metrics()
+        self._routes: dict[tuple[str, str], Handler] = {
+            ("GET", HEALTH_PATH): self._health,
+            ("GET", METRICS_PATH): self._exposition,
+        }
         if bolt is not None:
             self._slack = SlackEvents(bolt, path=EVENTS_PATH)
             self.route("POST", EVENTS_PATH, self._events)
@@ -106,9 +117,16 @@ class WebApp:
             return text(400, "bad request")
 
     def _events(self, environ: WSGIEnvironment) -> WsgiHttpResponse:
-        request = WsgiHttpRequest(environ)
-        answer = self._slack.dispatch(request)
-        return WsgiHttpResponse(status=answer.status, headers=answer.headers, body=answer.body)
+        started = time.perf_counter()
+        try:
+            answer = self._slack.dispatch(WsgiHttpRequest(environ))
+            return WsgiHttpResponse(status=answer.status, headers=answer.headers, body=answer.body)
+        finally:
+            self._metrics.ack_seconds.observe(time.perf_counter() - started)
+
+    def _exposition(self, environ: WSGIEnvironment) -> WsgiHttpResponse:
+        body = self._metrics.render().decode()
+        return WsgiHttpResponse(status=200, headers={"content-type": [CONTENT_TYPE]}, body=body)
 
     def _health(self, environ: WSGIEnvironment) -> WsgiHttpResponse:
         return text(200, "ok") if self._healthy() else text(503, "redis unreachable")
@@ -123,9 +141,14 @@ class ServerOptions:
     threads: int
     log_level: str = "info"
     host: str = "0.0.0.0"
+    log_format: LogFormat = "text"
 
     def gunicorn(self) -> dict[str, Any]:
         return {
+            # JSON lines: gunicorn's own logging through ours (with `text`, its usual lines)
+            "logconfig_dict": logs.dict_config(self.log_level.upper(), "json")
+            if self.log_format == "json"
+            else {},
             "bind": [f"{self.host}:{self.port}"],
             "workers": self.workers,
             "worker_class": "gthread",

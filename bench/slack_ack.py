@@ -10,7 +10,10 @@ same signed requests to both from `--concurrency` client threads, in alternating
 mentions, then (agentbot only) Run button clicks, then `--burst` concurrent mentions at once (every ack
 must beat Slack's 3 s). Prints p50/p99 of the time to the HTTP answer (the ack), the agentbot / bare
 ratio, and, for `--mentions` mentions sent one at a time, the time from the POST to the fake Slack
-receiving the first visible call (`assistant.threads.setStatus` or `reactions.add`).
+receiving the first visible call (`assistant.threads.setStatus` or `reactions.add`). That status is
+the step's (the web only stores the event and its step), so for that last round the queue is emptied
+and one `agentbot worker` starts (executor `none`, a fake model server): the figure is ack + queue +
+step start, as people see it.
 Also prints the web processes' CPU time per request and the machine's load: on a small machine the
 load generator, the fake Slack and Redis share the CPUs with the server, so at 50 requests in flight
 the ack latency is mostly waiting for a CPU, and noise from anything else running shows.
@@ -79,7 +82,12 @@ def main(argv: list[str] | None = None) -> int:
             ([], 0.0), web_url, pid, [click_request() for _ in range(args.requests)], args.concurrency
         )
         burst = load(web_url, [mention_request() for _ in range(args.burst)], args.burst)
-        visible = first_visible(web_url, slack_url, args.mentions)
+        visible = []
+        if args.mentions:
+            empty_queue(redis_url)  # the steps of the rounds above: not this round's work
+            with fake_model() as model_url, worker(redis_url, slack_url, model_url):
+                first_visible(web_url, slack_url, 3)  # warm-up: the worker's first steps load lazily
+                visible = first_visible(web_url, slack_url, args.mentions)
     print(f"{'what':<52} {'n':>5} {'p50 ms':>8} {'p99 ms':>8} {'max ms':>8} {'cpu ms':>7}")
     report(f"ack, event, bare Bolt on gunicorn, {args.concurrency} concurrent", *bare)
     report(f"ack, event (app_mention), {args.concurrency} concurrent", *ours)
@@ -199,28 +207,33 @@ def load(url: str, requests: list[tuple[bytes, str]], concurrency: int) -> list[
 
 
 def first_visible(web_url: str, slack_url: str, count: int) -> list[float]:
-    """Mentions one at a time: POST start to the fake Slack's first visible call for that thread."""
+    """Mentions one at a time: POST start to the fake Slack's first visible call for that thread.
+
+    The next mention waits for this one's answer, so each meets an idle worker.
+    """
     samples = []
     for _ in range(count):
         ts = f"{time.time():.6f}"
         started = time.time()
         send(web_url, mention_request(ts))
-        seen = wait_for_visible(slack_url, ts)
+        seen = wait_for_call(slack_url, ts, VISIBLE)
         samples.append((seen - started) * 1000)
+        wait_for_call(slack_url, ts, ("chat.postMessage",))
     return samples
 
 
-def wait_for_visible(slack_url: str, thread_ts: str, timeout: float = 10.0) -> float:
+def wait_for_call(slack_url: str, thread_ts: str, methods: tuple[str, ...], timeout: float = 10.0) -> float:
+    """When the fake Slack got the first call of `methods` for the thread (or a reaction on it)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         with urllib.request.urlopen(slack_url.replace("/api/", "/_calls"), timeout=5) as response:
             calls: list[dict[str, Any]] = json.loads(response.read())
         for call in calls:
             args = call["args"]
-            if call["method"] in VISIBLE and thread_ts in (args.get("thread_ts"), args.get("timestamp")):
+            if call["method"] in methods and thread_ts in (args.get("thread_ts"), args.get("timestamp")):
                 return float(call["at"])
         time.sleep(0.005)
-    raise TimeoutError(f"nothing visible for {thread_ts}")
+    raise TimeoutError(f"no {' or '.join(methods)} for {thread_ts}")
 
 
 # -- the processes ---------------------------------------------------------------------------------
@@ -286,21 +299,67 @@ def bare_bolt(slack_url: str) -> Iterator[tuple[str, int]]:
             proc.terminate()
 
 
+def agentbot_env(redis_url: str, slack_url: str, **extra: str) -> dict[str, str]:
+    return {
+        **os.environ, "REDIS_URL": redis_url, "SLACK_API_URL": slack_url, "SLACK_BOT_TOKEN": TOKEN,
+        "SLACK_SIGNING_SECRET": SECRET, "SLACK_APP_TOKEN": "", "AGENTBOT_EXECUTOR": "none",
+        "OPENAI_API_KEY": "unused", "AGENTBOT_LOG_LEVEL": "WARNING", **extra,
+    }  # fmt: skip
+
+
 @contextlib.contextmanager
 def web(redis_url: str, slack_url: str, extra_env: dict[str, str]) -> Iterator[tuple[str, int]]:
     port = free_port()
-    env = {
-        **os.environ, "REDIS_URL": redis_url, "SLACK_API_URL": slack_url, "SLACK_BOT_TOKEN": TOKEN,
-        "SLACK_SIGNING_SECRET": SECRET, "SLACK_APP_TOKEN": "", "PORT": str(port),
-        "AGENTBOT_EXECUTOR": "none", "OPENAI_API_KEY": "unused", "AGENTBOT_LOG_LEVEL": "WARNING",
-        **extra_env,
-    }  # fmt: skip
+    env = agentbot_env(redis_url, slack_url, PORT=str(port), **extra_env)
     with subprocess.Popen([sys.executable, "-m", "agentbot", "web"], cwd=ROOT, env=env) as proc:
         try:
             wait_until(lambda: _healthy(port))
             yield f"http://127.0.0.1:{port}", proc.pid
         finally:
             proc.terminate()
+
+
+@contextlib.contextmanager
+def fake_model() -> Iterator[str]:
+    """The scripted fake OpenAI server: every request gets the same short answer at once."""
+    script = Path(tempfile.mkdtemp(prefix="bench-model-")) / "script.json"
+    script.write_text(json.dumps({"default": "Done. TERMINATE"}))
+    command = [sys.executable, "-m", "tests.fakes.openai_server", "--port", "0", "--script", str(script)]
+    with subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, text=True) as proc:
+        try:
+            assert proc.stdout is not None
+            line = proc.stdout.readline().strip()
+            if not line.startswith("READY "):
+                raise RuntimeError(f"fake model server did not start: {line!r}")
+            yield line.removeprefix("READY ")
+        finally:
+            proc.terminate()
+            shutil.rmtree(script.parent, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def worker(redis_url: str, slack_url: str, model_url: str) -> Iterator[None]:
+    """One `agentbot worker`, registered and taking steps."""
+    import redis
+    from rq import Worker
+
+    env = agentbot_env(redis_url, slack_url, OPENAI_BASE_URL=model_url)
+    with subprocess.Popen([sys.executable, "-m", "agentbot", "worker"], cwd=ROOT, env=env) as proc:
+        try:
+            with redis.Redis.from_url(redis_url) as client:
+                wait_until(lambda: any(w.pid == proc.pid for w in Worker.all(connection=client)))
+            yield
+        finally:
+            proc.terminate()
+            proc.wait(timeout=30)
+
+
+def empty_queue(redis_url: str) -> None:
+    import redis
+    from rq import Queue
+
+    with redis.Redis.from_url(redis_url) as client:
+        Queue("agentbot", connection=client).empty()  # type: ignore[no-untyped-call]  # rq: no hints
 
 
 def wait_until(check: Any, timeout: float = 20.0) -> None:

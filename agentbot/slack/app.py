@@ -1,14 +1,14 @@
 """The Bolt app: every Slack entry point in `register_listeners`, each listener parse → dedupe → submit.
 
 Delivery discipline: Bolt checks the signature (401 for forged or stale requests) before any
-listener runs. Before the ack a listener only verifies, dedupes, appends to the inbox and enqueues: it
-talks to Redis alone (the conversation inbox, deduplicated on `(team_id, event_id)` by a `SET NX EX`
-marker in the same round trip, then the step queue), so the acknowledgement goes back within
-milliseconds and only once the event is safely stored. Anything slow happens elsewhere: the first
-status after the ack, and the author's name and a thread's earlier messages (`conversations.replies`,
-`users.info`) in the worker, when it applies the event (`driver._with_people`). Slack's retries
-(`X-Slack-Retry-Num`) are not dropped blindly: they go through dedupe, so a retry of an event that
-failed before it was stored still gets through, and one that was stored is ignored.
+listener runs. A listener only talks to Redis: the dedupe marker on `(team_id, event_id)` (`SET NX EX`),
+the conversation inbox and the step job, in one script, so the acknowledgement goes back within
+milliseconds and only once the event and its step are safely stored. Anything slow is the worker's: the
+first status ("is thinking…"), the author's name and a thread's earlier messages
+(`conversations.replies`, `users.info`, read when it applies the event: `driver._with_people`), and
+the engine's turn. Slack's retries (`X-Slack-Retry-Num`) are not dropped blindly: they go through
+dedupe, so a retry of an event that failed before it was stored still gets through, and one that was
+stored is ignored.
 
 Six entry points start no conversation and make one Slack call of their own: `teams` / `help`
 (posted in the thread before the ack, so a failure is retried by Slack), a slash command with a task
@@ -33,11 +33,13 @@ from typing import Any, Protocol
 from slack_bolt import App, BoltContext, BoltResponse
 from slack_bolt.request import BoltRequest
 
+from agentbot import logs
 from agentbot.conversation.events import EditCode, Event, HumanMessage, Start
 from agentbot.conversation.ports import ConversationStore, JobQueue
 from agentbot.conversation.posts import NoticePost
 from agentbot.conversation.state import ConversationKey, ConversationState
 from agentbot.errors import AgentbotError, ConfigError, PlatformError
+from agentbot.queue import StepWrites
 from agentbot.settings import Settings
 from agentbot.slack import guide
 from agentbot.slack.home import home_view
@@ -77,8 +79,10 @@ class InboxStore(ConversationStore, Protocol):
 
     def exists(self, key: ConversationKey) -> bool: ...
 
-    def append_event_once(self, key: ConversationKey, event: Event, *, marker: str, ttl: int) -> str | None:
-        """Append `event` unless `marker` is set, setting it atomically; None for a duplicate."""
+    def append_event_once(
+        self, key: ConversationKey, event: Event, *, marker: str, ttl: int, then: StepWrites | None = None
+    ) -> str | None:
+        """Append `event` unless `marker` is set, setting it atomically (and `then`); None for a duplicate."""
         ...
 
     def conversations_of(self, team_id: str, user_id: str, *, limit: int = 50) -> list[ConversationState]:
@@ -86,12 +90,18 @@ class InboxStore(ConversationStore, Protocol):
         ...
 
 
+class StepQueue(JobQueue, Protocol):
+    """The queue as the bridge uses it: the engine's port, plus a step as the store's script writes it."""
+
+    def step_writes(self, key: ConversationKey) -> StepWrites: ...
+
+
 @dataclass
 class Bridge:
     """What the listeners share: the conversation inbox and queue, and the platform (with its store)."""
 
     store: InboxStore
-    queue: JobQueue
+    queue: StepQueue
     platform: SlackPlatform
     catalog: Catalog = field(default_factory=lambda: load_catalog(None))  # the runtime's `teams`
     background: Executor = field(default_factory=lambda: ThreadPoolExecutor(8, thread_name_prefix="slack-bg"))
@@ -183,31 +193,26 @@ class Bridge:
             raise
 
     def accept(self, inbound: Inbound, *, delivery_id: str) -> None:
-        """Store the event once per `(team_id, delivery_id)`, then enqueue a step (`driver.submit`'s order).
+        """Store the event once per `(team_id, delivery_id)` and enqueue its step, in one Redis script.
 
-        The dedupe marker is set in the same atomic round trip as the append, so a delivery is either
-        stored and marked, or neither. If the enqueue fails after that, the marker is released and the
-        error answers 500, so Slack's retry gets in again (and, as ever in that rare case, appends the
-        event a second time: a duplicate is better than an event no step will read).
+        The dedupe marker, the inbox entry and the step job are written together (`driver.submit`'s
+        promise, atomically): a delivery is stored, marked and enqueued, or none of them, and then the
+        error answers 500 so that Slack's retry gets in again. A duplicate delivery writes nothing.
+        The first sign of life in the thread is
+        the step's own status ("is thinking…"), posted by the worker, not by this process.
         """
-        event = self._complete(inbound)
-        if event is None:
-            return
-        key = inbound.key
-        seen = self._seen(key.team_id, delivery_id)
-        marker = f"{self.prefix}:{seen}"  # the `SlackStore`'s key of `seen`, set in the inbox's script
-        if self.store.append_event_once(key, event, marker=marker, ttl=DEDUPE_TTL) is None:
-            logger.info("conversation %s: duplicate delivery %s ignored", key.id, delivery_id)
-            return
-        if isinstance(event, Start | HumanMessage) and inbound.message_ts:
-            self.background.submit(self.platform.show_working, key, message_ts=inbound.message_ts)
-        try:
-            self.queue.enqueue_step(key)
-        except Exception:
-            with contextlib.suppress(AgentbotError):
-                self.platform.store.release(seen)
-            raise
-        logger.info("conversation %s: %s from %s submitted", key.id, event.type, event.user_id)
+        with logs.conversation(inbound.key.id):
+            event = self._complete(inbound)
+            if event is None:
+                return
+            key = inbound.key
+            seen = self._seen(key.team_id, delivery_id)
+            marker = f"{self.prefix}:{seen}"  # the `SlackStore`'s key of `seen`, set in the inbox's script
+            step = self.queue.step_writes(key)
+            if self.store.append_event_once(key, event, marker=marker, ttl=DEDUPE_TTL, then=step) is None:
+                logger.info("conversation %s: duplicate delivery %s ignored", key.id, delivery_id)
+                return
+            logger.info("conversation %s: %s from %s submitted", key.id, event.type, event.user_id)
 
     def _seen(self, team_id: str, delivery_id: str) -> str:
         """The dedupe marker of one delivery (an Events API event id, or a click's)."""

@@ -313,10 +313,6 @@ class SlackPlatform:
 
     # -- used by the Bolt app ----------------------------------------------------------------------
 
-    def show_working(self, key: ConversationKey, *, message_ts: str) -> None:
-        """The first sign of life after a mention: a status in the thread, or :eyes: on the mention."""
-        self._status(key, "is thinking…", react_on=message_ts, activity="thinking")
-
     def start_thread(self, channel_id: str, message: SlackMessage) -> str:
         """Post `message` at the top of a channel (a slash command's task); returns its ts."""
         with _translated("chat.postMessage", channel_id):

@@ -37,7 +37,7 @@ from typing import Any
 from urllib.parse import urlencode
 
 import redis
-from rq.registry import StartedJobRegistry
+from rq import Worker
 from rq.serializers import JSONSerializer
 
 from agentbot.conversation.state import ConversationKey, ConversationState
@@ -296,20 +296,19 @@ class Stack:
             return horse
         raise StackError("no worker is running a step right now" + self.logs())
 
-    def fast_forward_rq(self) -> None:
-        """Let rq's clocks run out for workers that died: what ~90 s of waiting would do, at once.
-
-        A worker killed as a whole leaves its step in the started-job registry until that entry's
-        heartbeat expiry (`job_monitoring_interval` + 60 s = 90 s) passes, and its scheduler's lock
-        (61 s TTL) in place. Here both expire now; the next worker to start then runs rq's own
-        maintenance (abandoned step -> retried) and scheduler, exactly as it would after the wait.
-        """
+    def busy_worker(self) -> Process:
+        """The worker process running a step right now (rq's registry of workers says which)."""
         with self.redis() as client:
-            started = StartedJobRegistry(name=QUEUE, connection=client, serializer=JSONSerializer)
-            expired = time.time() - 1
-            for entry in client.zrange(started.key, 0, -1):
-                client.zadd(started.key, {entry: expired})
-            client.delete(f"rq:scheduler-lock:{QUEUE}")
+            busy = {
+                w.pid
+                for w in Worker.all(connection=client, serializer=JSONSerializer)
+                if w.get_current_job_id()
+            }
+        for name in self.worker_names:
+            process = self.processes.get(name)
+            if process is not None and process.alive() and process.pid in busy:
+                return process
+        raise StackError("no worker is running a step right now" + self.logs())
 
     def _app_dir(self) -> Path:
         app = self.workdir / "app"

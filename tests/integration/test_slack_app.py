@@ -229,12 +229,13 @@ def reply(bot: Bot, thread_ts: str, text: str, *, user: str = "UANA", **extra: A
     return bot.event(event)
 
 
-def test_mention_gets_a_status_at_once_and_a_threaded_reply(bot: Bot, llm: FakeOpenAI) -> None:
+def test_mention_gets_a_thinking_status_from_its_step_and_a_threaded_reply(bot: Bot, llm: FakeOpenAI) -> None:
     llm.script("The answer is 42.\nTERMINATE")
     root = say(bot, "what is six times seven?")
+    assert bot.slack.calls_to("assistant.threads.setStatus") == []  # the ack made no Slack call
     bot.work()
     status = bot.slack.calls_to("assistant.threads.setStatus")[0]
-    assert (status.args["thread_ts"], status.args["status"]) == (root, "is thinking…")
+    assert (status.args["thread_ts"], status.args["status"]) == (root, "assistant is thinking…")
     (answer, *_) = bot.thread(root)
     assert answer["username"] == "assistant"
     assert answer["blocks"][0] == {"type": "markdown", "text": "The answer is 42.\nTERMINATE"}

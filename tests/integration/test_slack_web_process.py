@@ -23,6 +23,7 @@ import redis
 from agentbot.conversation.events import Start
 from agentbot.conversation.state import ConversationKey, ConversationState, Policy
 from agentbot.errors import StoreError
+from agentbot.queue import RQJobQueue, StepWrites
 from agentbot.runtime import web_options
 from agentbot.settings import load_settings
 from agentbot.slack.app import DEDUPE_TTL, Bridge
@@ -86,21 +87,19 @@ def test_exists_without_reading_the_state(redis_client: redis.Redis) -> None:
     assert store.exists(KEY)
 
 
-# -- the bridge: a failed enqueue lets Slack's retry in again ---------------------------------------
+# -- the bridge: the event and its step in one script, or neither ----------------------------------
 
 
-class FailingQueue:
-    def __init__(self) -> None:
-        self.fail = True
-        self.enqueued: list[ConversationKey] = []
+class FlakyQueue(RQJobQueue):
+    """The real queue, whose step fails to be written (by the store's script) while `fail` is set."""
 
-    def enqueue_step(self, key: ConversationKey) -> None:
-        if self.fail:
-            raise StoreError("redis: connection lost", retryable=True)
-        self.enqueued.append(key)
+    fail = True
 
-    def enqueue_step_at(self, key: ConversationKey, at: datetime, *, name: str) -> None:
-        self.enqueue_step(key)
+    def step_writes(self, key: ConversationKey) -> StepWrites:
+        writes = super().step_writes(key)
+        if not self.fail:
+            return writes
+        return StepWrites(keys=writes.keys, args=writes.args[:3])  # cut short: the script fails at once
 
 
 def mention_body(event_id: str) -> dict[str, Any]:
@@ -112,25 +111,27 @@ def mention_body(event_id: str) -> dict[str, Any]:
     }  # fmt: skip
 
 
-def test_a_failed_enqueue_releases_the_dedupe_marker(redis_client: redis.Redis) -> None:
+def test_an_event_is_stored_with_its_step_or_not_at_all(redis_client: redis.Redis) -> None:
     with FakeSlack() as slack:
         settings = load_settings(slack_bot_token=TOKEN, slack_api_url=slack.api_url)
-        queue = FailingQueue()
+        queue = FlakyQueue(redis_client, queue_name="test-atomic")
         store = RedisStore(redis_client)
         platform = SlackPlatform.from_settings(settings, RedisSlackStore(redis_client))
         bridge = Bridge(store=store, queue=queue, platform=platform)
         body = mention_body("EvRetry")
         assert parse_event(body, bot_user_id=BOT_USER_ID) is not None
 
-        with pytest.raises(StoreError):
-            bridge.on_event(body, bot_user_id=BOT_USER_ID)
+        with pytest.raises(StoreError):  # the script's error: nothing it did before stays
+            bridge.on_event(body, bot_user_id=BOT_USER_ID)  # answered 500: Slack retries
         assert redis_client.exists(f"{bridge.prefix}:seen:{TEAM_ID}:EvRetry") == 0
+        assert store.events_after(KEY, "0-0") == [] and queue.queue.count == 0
 
         queue.fail = False
         bridge.on_event(body, bot_user_id=BOT_USER_ID)  # Slack's retry
         bridge.on_event(body, bot_user_id=BOT_USER_ID)  # and a second one: a duplicate
-        bridge.background.shutdown(wait=True)
-        assert queue.enqueued == [KEY]
+        ((_, event),) = store.events_after(KEY, "0-0")
+        assert isinstance(event, Start) and event.user_name == "Ana"
+        assert queue.queue.count == 1  # one step: the duplicate wrote nothing
         assert 0 < redis_client.ttl(f"{bridge.prefix}:seen:{TEAM_ID}:EvRetry") <= DEDUPE_TTL
 
 
