@@ -62,6 +62,10 @@ class Settings(BaseSettings):
     sandbox_pids: int = Field(128, gt=0, validation_alias=_env("AGENTBOT_SANDBOX_PIDS"))
     sandbox_disk: str = Field("256m", validation_alias=_env("AGENTBOT_SANDBOX_DISK"))
     sandbox_warm_seconds: float = Field(600.0, gt=0, validation_alias=_env("AGENTBOT_SANDBOX_WARM_SECONDS"))
+    # imported once per warm container by its supervisor, so a run pays for its work, not its imports
+    sandbox_preimport: Annotated[tuple[str, ...], NoDecode] = Field(
+        ("numpy", "pandas", "matplotlib.pyplot"), validation_alias=_env("AGENTBOT_SANDBOX_PREIMPORT")
+    )
     output_limit: int = Field(64_000, gt=0, validation_alias=_env("AGENTBOT_OUTPUT_LIMIT"))
     artifact_limit: int = Field(10_000_000, gt=0, validation_alias=_env("AGENTBOT_ARTIFACT_LIMIT"))
     workspace_ttl: int = Field(7 * 86400, gt=0, validation_alias=_env("AGENTBOT_WORKSPACE_TTL"))
@@ -78,7 +82,7 @@ class Settings(BaseSettings):
 
     log_level: str = Field("INFO", validation_alias=_env("AGENTBOT_LOG_LEVEL"))
 
-    @field_validator("model", "approvers", mode="before")
+    @field_validator("model", "approvers", "sandbox_preimport", mode="before")
     @classmethod
     def _comma_list(cls, value: object) -> object:
         if isinstance(value, str):

@@ -55,7 +55,9 @@ def sandbox_containers(client: docker.DockerClient, workspace: str | None = None
     labels = [f"{ROLE_LABEL}={SANDBOX_ROLE}"]
     if workspace is not None:
         labels.append(f"agentbot.workspace={workspace}")
-    return [c.name for c in client.containers.list(all=True, filters={"label": labels})]
+    # one list call, no inspect per container: containers of other tests may go in between
+    listed = client.api.containers(all=True, filters={"label": labels})
+    return [name.lstrip("/") for info in listed for name in info.get("Names") or []]
 
 
 def make_docker_executor(request: pytest.FixtureRequest, limits: Limits) -> DockerExecutor:

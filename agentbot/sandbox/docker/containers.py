@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import re
+import secrets
+import socket
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -16,6 +19,7 @@ import docker.errors
 import requests.exceptions
 
 from agentbot.errors import SandboxError
+from agentbot.sandbox.docker.supervisor import TOKEN_VARIABLE
 from agentbot.sandbox.egress.proxy import RELAY_PORT, SOCKET_DIR, SOCKET_PATH
 
 logger = logging.getLogger(__name__)
@@ -28,7 +32,7 @@ EGRESS_LABEL = "agentbot.egress"  # the proxy whose socket the container's relay
 SANDBOX_ROLE = "sandbox"
 WORKSPACE_ROLE = "workspace"
 CODE_USER = "1000:1000"
-KEEPER_USER = "65534:65534"  # PID 1 and its sleep: not the code's uid, so `kill -9 -1` spares them
+KEEPER_USER = "65534:65534"  # PID 1 and the broker: not the code's uid, so `kill -9 -1` spares them
 SAVE_USER = "0:0"  # with every capability dropped: can write the root-owned /keep, nothing more
 WORKSPACE_DIR = "/workspace"
 PACKAGES_DIR = f"{WORKSPACE_DIR}/.local"  # `pip install` lands here (PIP_USER): saved with the workspace
@@ -36,6 +40,8 @@ TMP_SIZE = 64 * 1024 * 1024
 LIFETIME_MARGIN = 900.0  # PID 1 outlives `warm_seconds` by this much, then the container ends itself
 SLUG = re.compile(r"[A-Za-z0-9_-]{1,128}")
 _SIZE = re.compile(r"(?i)^\s*(\d+(?:\.\d+)?)\s*([bkmg]?)b?\s*$")
+
+SUPERVISOR = "/opt/agentbot/supervisor.py"  # supervisor.py in the image: the broker and the supervisors
 
 # The in-container program every exec runs (`bash -c WRAPPER agentbot <mode> <args>...`).
 WRAPPER = resources.files(__package__).joinpath("wrapper.sh").read_text(encoding="utf-8")
@@ -73,6 +79,7 @@ class ContainerOptions:
 
     image: str = "agentbot-sandbox:latest"
     network: str = "none"
+    preimport: tuple[str, ...] = ("numpy", "pandas", "matplotlib.pyplot")
     memory: int = 512 * 1024 * 1024
     cpus: float = 1.0
     pids: int = 128
@@ -103,15 +110,20 @@ def container_config(
         "labels": labels,
         "network_disabled": options.network == "none",
         "host_config": host_config(api, options, workspace, egress),
+        # the broker reads runs from stdin (attach): kept open between attaches (detach=True means
+        # StdinOnce false in docker-py), and the code's output is never kept in a log
+        "stdin_open": True,
+        "detach": True,
     }
 
 
 def keeper_command(seconds: float, *, relay: bool) -> list[str]:
-    """PID 1's child (as `nobody`): a sleep that ends the container, and the egress relay if any."""
+    """PID 1's child (as `nobody`): the broker, which ends the container, and the egress relay if any."""
+    broker = ["python3", "-I", "-S", SUPERVISOR, "broker", f"{seconds:.0f}"]  # -I: nothing from /workspace
     if not relay:
-        return ["sleep", f"{seconds:.0f}"]
+        return broker
     socat = f"socat TCP-LISTEN:{RELAY_PORT},bind=127.0.0.1,reuseaddr,fork UNIX-CONNECT:{SOCKET_PATH}"
-    return ["sh", "-c", f"{socat} & exec sleep {seconds:.0f}"]
+    return ["sh", "-c", f"{socat} & exec {' '.join(broker)}"]
 
 
 def host_config(
@@ -140,6 +152,7 @@ def host_config(
         },
         binds=binds,
         ulimits=[docker.types.Ulimit(name="core", soft=0, hard=0)],
+        log_config=docker.types.LogConfig(type="none"),
     )
     return config
 
@@ -308,8 +321,42 @@ class Containers:
         self.api.start(container_id)
         if self.run_exec(container_id, ["restore"]):
             logger.error("workspace %s: restoring the saved workspace failed", workspace)
+        token = secrets.token_hex(16)
+        self.expect_supervisor(container_id, token)
+        self.start_supervisor(container_id, token)
         logger.info("workspace %s: started sandbox container %s", workspace, container_id[:12])
         return container_id
+
+    # -- supervisors (see supervisor.py) ---------------------------------------------------------
+
+    @contextlib.contextmanager
+    def attach(self, container: str, *, output: bool) -> Iterator[socket.socket]:
+        """The container's stdio through the API: stdin to the broker, and its answers when `output`."""
+        params = {"stdin": 1, "stdout": int(output), "stderr": int(output), "stream": 1}
+        sock = self.api.attach_socket(container, params=params)
+        raw: socket.socket = getattr(sock, "_sock", sock)
+        try:
+            yield raw
+        finally:
+            sock.close()
+            raw.close()
+
+    def expect_supervisor(self, container: str, token: str) -> None:
+        """Tell the broker the token of the supervisor about to start (no other connection is taken)."""
+        with self.attach(container, output=False) as raw:
+            raw.sendall(b"\n" + json.dumps({"op": "expect", "token": token}).encode() + b"\n")
+
+    def start_supervisor(self, container: str, token: str) -> None:
+        """Start a supervisor (detached) that pre-imports the configured modules and then serves one run."""
+        modules = ",".join(self.options.preimport)
+        created = self.api.exec_create(
+            container,
+            ["python3", SUPERVISOR, "serve", modules],
+            user=CODE_USER,
+            workdir=WORKSPACE_DIR,
+            environment={TOKEN_VARIABLE: token},
+        )
+        self.api.exec_start(created["Id"], detach=True)
 
     def retire(self, container: str, workspace: str, *, save: bool) -> None:
         """Save the workspace into its volume (when asked and possible), then remove the container."""

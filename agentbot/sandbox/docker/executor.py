@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 import secrets
+import threading
 import time
 from collections.abc import Sequence
 from urllib.parse import urlsplit
 
 import docker
 import docker.errors
+import requests.exceptions
 
 from agentbot.conversation.code import Artifact, CodeBlock, CodeResult, EgressGrant, InputFile
 from agentbot.errors import SandboxError
@@ -18,9 +21,12 @@ from agentbot.sandbox.artifacts import MAX_ARTIFACTS, left_out, make_artifact, s
 from agentbot.sandbox.docker.containers import ContainerOptions, Containers, check_slug, parse_size
 from agentbot.sandbox.docker.stream import (
     CONTROL_SLACK,
+    Answer,
     Capped,
     Exec,
+    Marked,
     Report,
+    converse,
     fits_argument,
     parse_report,
     render,
@@ -38,6 +44,7 @@ logger = logging.getLogger(__name__)
 TIMEOUT_EXIT_CODE = 124  # what coreutils `timeout` and AutoGen report
 GRACE_SECONDS = 5.0  # wrapper start, listing and artifact tar on top of the code's own time limit
 PUT_SECONDS = 60.0
+SUPERVISOR_WAIT = 20.0  # a run waits this long for a supervisor still importing (an exec would import too)
 
 
 class DockerExecutor:
@@ -59,6 +66,7 @@ class DockerExecutor:
         warm_seconds: float = 600.0,
         egress_bytes: str = "200m",
         egress_requests: int = 256,
+        preimport: Sequence[str] = ("numpy", "pandas", "matplotlib.pyplot"),
         index_url: str | None = None,
         redis_url: str | None = None,
         client: docker.DockerClient | None = None,
@@ -84,8 +92,10 @@ class DockerExecutor:
             pids=pids,
             disk=parse_size(disk),
             warm_seconds=warm_seconds,
+            preimport=tuple(preimport),
         )
         self.containers = Containers(options, client=client, base_url=base_url)
+        self._starting: threading.Thread | None = None  # the previous run's next supervisor, on its way
 
     @classmethod
     def from_settings(cls, settings: Settings) -> DockerExecutor:
@@ -101,6 +111,7 @@ class DockerExecutor:
             output_limit=settings.output_limit,
             artifact_limit=settings.artifact_limit,
             workspace_ttl=settings.workspace_ttl,
+            preimport=settings.sandbox_preimport,
         )
 
     @property
@@ -126,14 +137,12 @@ class DockerExecutor:
             steps = plan_run(blocks)
         except PlanError as exc:
             return CodeResult(exit_code=1, output=f"Code not run: {exc}.")
-        args, payload = self._run_args(steps)
         with self.containers.translated(workspace):
             proxy = self._proxy()
             label = f"{workspace}-{secrets.token_hex(4)}"
             started = time.time()
             environment = self._run_environment(proxy, label, grant or EgressGrant())
-            seconds = self.timeout + GRACE_SECONDS
-            done = self._exec(workspace, args, payload, seconds, proxy=proxy, environment=environment)
+            done = self._run_steps(workspace, steps, proxy, environment)
             result = self._result(workspace, done)
             if proxy is not None:
                 result = self._audited(result, proxy, label, started, grant or EgressGrant())
@@ -192,6 +201,76 @@ class DockerExecutor:
         if report.notes:
             output = "\n".join([output.rstrip("\n"), *report.notes]) if output else "\n".join(report.notes)
         return result.model_copy(update={"egress": report, "output": output})
+
+    def _run_steps(
+        self, workspace: str, steps: Sequence[Step], proxy: Proxy | None, environment: dict[str, str]
+    ) -> Exec:
+        """By the container's supervisor (pre-imported, no exec), else by an exec of the wrapper.
+
+        Either way every process of the run is dead at the end, and a fresh supervisor is then started
+        in the background for the next run (see supervisor.py for why never the same one).
+        """
+        seconds = self.timeout + GRACE_SECONDS
+        self._settle()
+        container = self.containers.acquire(workspace, seconds, proxy.name if proxy is not None else None)
+        token = secrets.token_hex(16)
+        done = self._supervised(workspace, container, steps, environment, token)
+        if done is None:
+            args, payload = self._run_args(steps)
+            done = self._exec(workspace, args, payload, seconds, proxy=proxy, environment=environment)
+        if not done.deadline_passed and done.control.data.startswith(b"AGENTBOT "):
+            self._start_supervisor(container, token)
+        return done
+
+    def _supervised(
+        self, workspace: str, container: str, steps: Sequence[Step], environment: dict[str, str], token: str
+    ) -> Exec | None:
+        """Run `steps` by the supervisor through the broker; None when it has none ready."""
+        seconds = self.timeout + GRACE_SECONDS
+        nonce = secrets.token_hex(8)
+        request = {
+            "steps": [[step.filename, step.argv[0], step.content] for step in steps],
+            "timeout": self.timeout,
+            "limit": self.artifact_limit,
+            "max": MAX_ARTIFACTS,
+            "env": environment,
+        }
+        message = {"op": "run", "nonce": nonce, "next": token, "wait": SUPERVISOR_WAIT, "seconds": seconds}
+        message["request"] = request
+        output = Capped(self.output_limit)
+        answer = Answer(nonce, Capped(self.artifact_limit + CONTROL_SLACK))
+        marked = Marked(output, f"\n{nonce}\n".encode())
+        deadline = time.monotonic() + seconds + SUPERVISOR_WAIT
+        try:
+            with self.containers.attach(container, output=True) as raw:
+                passed = converse(raw, json.dumps(message).encode(), deadline, output=marked, answer=answer)
+        except docker.errors.APIError as exc:  # the container ended after `acquire`: the exec path copes
+            logger.warning("workspace %s: no attach (%s)", workspace, exc)
+            return None
+        if answer.status == "none" and not passed:
+            return None
+        if passed or answer.status != "ran":  # killed or stopped by the code: only the end of it is sure
+            logger.warning("workspace %s: supervisor did not report; retiring its container", workspace)
+            self.containers.retire(container, workspace, save=True)
+        return Exec(output=output, control=answer.report, exit_code=1, deadline_passed=passed)
+
+    def _start_supervisor(self, container: str, token: str) -> None:
+        """Start the next supervisor in a thread: its start is not on this run's way to its result."""
+
+        def start() -> None:
+            try:
+                self.containers.start_supervisor(container, token)
+            except (docker.errors.DockerException, requests.exceptions.RequestException, OSError) as exc:
+                logger.info("container %s: no next supervisor (%s)", container[:12], exc)
+
+        self._starting = threading.Thread(target=start, name="agentbot-next-supervisor", daemon=True)
+        self._starting.start()
+
+    def _settle(self) -> None:
+        """Let the previous run's supervisor start finish before this run talks to the engine."""
+        if self._starting is not None:
+            self._starting.join(timeout=PUT_SECONDS)
+            self._starting = None
 
     def _run_args(self, steps: Sequence[Step]) -> tuple[list[str], bytes]:
         """The wrapper's `run` arguments and stdin: the code as arguments, or a tar when it will not fit."""
