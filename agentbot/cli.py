@@ -68,6 +68,8 @@ def _worker(settings: Settings, args: argparse.Namespace) -> int:
     runtime.install(rt)
     rt.ports()  # fail at start, with one clear line, if the LLM or executor is misconfigured
     _housekeeping(rt.executor)
+    if not args.burst:
+        _start_housekeeper(settings)
     run_worker(rt, burst=args.burst, simple=args.simple)
     return 0
 
@@ -84,3 +86,13 @@ def _housekeeping(executor: object) -> None:
         executor.cleanup_idle()
     except SandboxError as exc:  # the engine may be down now; runs will say so in their threads
         logging.getLogger(__name__).warning("sandbox housekeeping skipped: %s", exc)
+
+
+def _start_housekeeper(settings: Settings) -> None:
+    """While the worker runs: retire idle sandbox containers on time and keep the warm pool full."""
+    if settings.executor != "docker":
+        return
+    from agentbot.sandbox.docker import DockerExecutor  # noqa: PLC0415
+    from agentbot.sandbox.docker.housekeeping import Housekeeper  # noqa: PLC0415
+
+    Housekeeper(DockerExecutor.from_settings(settings)).start()  # its own client, not the jobs' one

@@ -315,6 +315,13 @@ class DockerExecutor:
         with self.containers.translated("-"):
             return self.containers.reap()
 
+    def housekeeping(self) -> None:
+        """The periodic round of every worker (see housekeeping.py): retire expired containers."""
+        with self.containers.translated("-"):
+            reaped = self.containers.reap()
+        if reaped:
+            logger.info("sandbox housekeeping: retired %d container(s)", reaped)
+
     def cleanup_idle(self) -> int:
         """Remove workspaces whose last run is older than `workspace_ttl`; returns how many.
 
