@@ -62,6 +62,7 @@ class Settings(BaseSettings):
     sandbox_pids: int = Field(128, gt=0, validation_alias=_env("AGENTBOT_SANDBOX_PIDS"))
     sandbox_disk: str = Field("256m", validation_alias=_env("AGENTBOT_SANDBOX_DISK"))
     sandbox_warm_seconds: float = Field(600.0, gt=0, validation_alias=_env("AGENTBOT_SANDBOX_WARM_SECONDS"))
+    sandbox_pool: int = Field(2, ge=0, validation_alias=_env("AGENTBOT_SANDBOX_POOL"))
     # imported once per warm container by its supervisor, so a run pays for its work, not its imports
     sandbox_preimport: Annotated[tuple[str, ...], NoDecode] = Field(
         ("numpy", "pandas", "matplotlib.pyplot"), validation_alias=_env("AGENTBOT_SANDBOX_PREIMPORT")

@@ -8,7 +8,7 @@ import logging
 import secrets
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from urllib.parse import urlsplit
 
 import docker
@@ -67,6 +67,7 @@ class DockerExecutor:
         egress_bytes: str = "200m",
         egress_requests: int = 256,
         preimport: Sequence[str] = ("numpy", "pandas", "matplotlib.pyplot"),
+        pool: int = 0,
         index_url: str | None = None,
         redis_url: str | None = None,
         client: docker.DockerClient | None = None,
@@ -93,6 +94,7 @@ class DockerExecutor:
             disk=parse_size(disk),
             warm_seconds=warm_seconds,
             preimport=tuple(preimport),
+            pool=pool,
         )
         self.containers = Containers(options, client=client, base_url=base_url)
         self._starting: threading.Thread | None = None  # the previous run's next supervisor, on its way
@@ -112,6 +114,7 @@ class DockerExecutor:
             artifact_limit=settings.artifact_limit,
             workspace_ttl=settings.workspace_ttl,
             preimport=settings.sandbox_preimport,
+            pool=settings.sandbox_pool,
         )
 
     @property
@@ -212,14 +215,20 @@ class DockerExecutor:
         """
         seconds = self.timeout + GRACE_SECONDS
         self._settle()
-        container = self.containers.acquire(workspace, seconds, proxy.name if proxy is not None else None)
+        egress = proxy.name if proxy is not None else None
+        claims = self.containers.claims
+        container = self.containers.acquire(workspace, seconds, egress)
         token = secrets.token_hex(16)
         done = self._supervised(workspace, container, steps, environment, token)
         if done is None:
             args, payload = self._run_args(steps)
             done = self._exec(workspace, args, payload, seconds, proxy=proxy, environment=environment)
-        if not done.deadline_passed and done.control.data.startswith(b"AGENTBOT "):
-            self._start_supervisor(container, token)
+        reported = not done.deadline_passed and done.control.data.startswith(b"AGENTBOT ")
+        claimed = self.containers.claims > claims
+        self._in_background(
+            lambda: self.containers.start_supervisor(container, token) if reported else None,
+            lambda: self.containers.fill_pool(egress) if claimed else None,
+        )
         return done
 
     def _supervised(
@@ -254,16 +263,18 @@ class DockerExecutor:
             self.containers.retire(container, workspace, save=True)
         return Exec(output=output, control=answer.report, exit_code=1, deadline_passed=passed)
 
-    def _start_supervisor(self, container: str, token: str) -> None:
-        """Start the next supervisor in a thread: its start is not on this run's way to its result."""
+    def _in_background(self, *calls: Callable[[], object]) -> None:
+        """The next supervisor and a pool container in place of a claimed one: in a thread, so that
+        neither is on this run's way to its result (the next run waits for it, see `_settle`)."""
 
-        def start() -> None:
-            try:
-                self.containers.start_supervisor(container, token)
-            except (docker.errors.DockerException, requests.exceptions.RequestException, OSError) as exc:
-                logger.info("container %s: no next supervisor (%s)", container[:12], exc)
+        def work() -> None:
+            for call in calls:
+                try:
+                    call()
+                except (docker.errors.DockerException, requests.exceptions.RequestException, OSError) as exc:
+                    logger.info("sandbox: background start failed: %s", exc)
 
-        self._starting = threading.Thread(target=start, name="agentbot-next-supervisor", daemon=True)
+        self._starting = threading.Thread(target=work, name="agentbot-sandbox-background", daemon=True)
         self._starting.start()
 
     def _settle(self) -> None:
@@ -316,11 +327,19 @@ class DockerExecutor:
             return self.containers.reap()
 
     def housekeeping(self) -> None:
-        """The periodic round of every worker (see housekeeping.py): retire expired containers."""
+        """The periodic round of every worker (see housekeeping.py): retire expired containers, fill
+        the warm pool."""
         with self.containers.translated("-"):
             reaped = self.containers.reap()
-        if reaped:
-            logger.info("sandbox housekeeping: retired %d container(s)", reaped)
+            started = self.containers.fill_pool(self._egress_name()) if self.containers.options.pool else 0
+        if reaped or started:
+            logger.info(
+                "sandbox housekeeping: retired %d container(s), started %d for the pool", reaped, started
+            )
+
+    def _egress_name(self) -> str | None:
+        proxy = self._proxy()
+        return proxy.name if proxy is not None else None
 
     def cleanup_idle(self) -> int:
         """Remove workspaces whose last run is older than `workspace_ttl`; returns how many.
