@@ -26,6 +26,8 @@ def step(conversation: dict[str, str]) -> None:
         _report(ports, key, exc)
     except Exception as exc:
         _report(ports, key, exc)
+    finally:
+        runtime.current().settle()
 
 
 def _report(ports: driver.Ports, key: ConversationKey, exc: Exception) -> None:

@@ -62,6 +62,13 @@ class Runtime:
         """The presets and `AGENTBOT_TEAMS_FILE`; a mistake in the file is a `ConfigError` at start."""
         return load_catalog(self.settings.teams_file)
 
+    def settle(self) -> None:
+        """Let adapters finish work they do in the background (the sandbox's next supervisor)."""
+        if "executor" in self.__dict__:  # built: a step that ran no code need not wait for anything
+            settle = getattr(self.executor, "settle", None)
+            if callable(settle):
+                settle()
+
     def ports(self) -> Ports:
         return Ports(
             store=self.store,

@@ -99,7 +99,7 @@ def bench_ours(image: str, runs: int, pause: float, cpus: float) -> tuple[Timing
         time.sleep(max(pause, 3.0))  # the next supervisor has imported: an idle warm container
         memory["idle warm container"] = memory_mib(client, f"agentbot-sbx-{workspace}")
         results[FIRST] = measured(lambda: first_run_ours(executor), runs, max(pause, 3.0), warmup=1)
-        executor._settle()
+        executor.settle()
         pool = executor.containers.pool(None)
         memory[f"pool ({len(pool)} containers)"] = sum(memory_mib(client, info["Id"]) for info in pool)
     finally:

@@ -410,6 +410,6 @@ def test_a_pool_container_relays_to_the_proxy_and_takes_its_conversations_grant_
         assert result.egress.contacted == (f"{gateway}:{data.port}",)
     finally:
         pooled.remove_workspace(workspace)
-        pooled._settle()
+        pooled.settle()
         for info in pooled.containers.pool(pooled._egress_name()):
             pooled.containers.remove_workspace(info["Names"][0][len("/agentbot-sbx-") :])

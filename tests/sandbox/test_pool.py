@@ -29,7 +29,7 @@ def client() -> docker.DockerClient:
 def executor(client: docker.DockerClient) -> Iterator[DockerExecutor]:
     executor = DockerExecutor(image=IMAGE, timeout=10.0, pool=1, client=client)
     yield executor
-    executor._settle()
+    executor.settle()
     for info in executor.containers.pool(None):
         executor.containers.remove_workspace(workspace_of(info))
 
@@ -52,7 +52,7 @@ def pool_ids(executor: DockerExecutor) -> list[str]:
 
 
 def filled(executor: DockerExecutor) -> list[str]:
-    executor._settle()
+    executor.settle()
     executor.housekeeping()
     return pool_ids(executor)
 
@@ -63,7 +63,7 @@ def test_a_conversation_named_like_a_pool_container_is_not_taken_for_one(
     name = f"{POOL_PREFIX}{uuid.uuid4().hex[:12]}"
     try:
         run(executor, name, "print(1)")
-        executor._settle()
+        executor.settle()
         assert f"agentbot-sbx-{name}" not in [info["Names"][0][1:] for info in executor.containers.pool(None)]
     finally:
         executor.remove_workspace(name)
@@ -88,7 +88,7 @@ def test_pool_containers_are_never_shared_and_are_replaced_in_the_background(
 ) -> None:
     [first] = filled(executor)
     run(executor, workspaces[0], "open('mine.txt', 'w').write('first')")
-    executor._settle()  # the replacement starts after the run, not before its result
+    executor.settle()  # the replacement starts after the run, not before its result
     [second] = pool_ids(executor)
     assert second != first
     result = run(executor, workspaces[1], "import os; print(os.path.exists('mine.txt'))")
@@ -105,7 +105,7 @@ def test_a_conversation_seen_before_does_not_take_from_the_pool(
     containers = executor.containers
     info = containers.api.inspect_container(f"agentbot-sbx-{workspaces[0]}")
     containers.retire(info["Id"], workspaces[0], save=True)
-    executor._settle()
+    executor.settle()
     [refilled] = filled(executor)
     run(executor, workspaces[0], "print(2)")
     assert pool_ids(executor) == [refilled]

@@ -186,7 +186,7 @@ def test_a_run_without_a_ready_supervisor_still_runs_by_exec(
     executor: DockerExecutor, workspace: str, client: docker.DockerClient
 ) -> None:
     run(executor, workspace, "print('warm')")
-    executor._settle()
+    executor.settle()
     # every process of the code's uid goes, the next supervisor too: the broker has nobody to hand the run to
     container = container_id(client, workspace)
     kill = client.api.exec_create(container, ["sh", "-c", "kill -9 -1"], user="1000:1000")

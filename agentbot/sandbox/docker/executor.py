@@ -214,7 +214,7 @@ class DockerExecutor:
         in the background for the next run (see supervisor.py for why never the same one).
         """
         seconds = self.timeout + GRACE_SECONDS
-        self._settle()
+        self.settle()
         egress = proxy.name if proxy is not None else None
         claims = self.containers.claims
         container = self.containers.acquire(workspace, seconds, egress)
@@ -265,7 +265,7 @@ class DockerExecutor:
 
     def _in_background(self, *calls: Callable[[], object]) -> None:
         """The next supervisor and a pool container in place of a claimed one: in a thread, so that
-        neither is on this run's way to its result (the next run waits for it, see `_settle`)."""
+        neither is on this run's way to its result (the next run waits for it, see `settle`)."""
 
         def work() -> None:
             for call in calls:
@@ -277,8 +277,9 @@ class DockerExecutor:
         self._starting = threading.Thread(target=work, name="agentbot-sandbox-background", daemon=True)
         self._starting.start()
 
-    def _settle(self) -> None:
-        """Let the previous run's supervisor start finish before this run talks to the engine."""
+    def settle(self) -> None:
+        """Let the background work of the last run finish: before the next run talks to the engine, and
+        before a job's process ends (an RQ job horse leaves by `os._exit`, which would cut it short)."""
         if self._starting is not None:
             self._starting.join(timeout=PUT_SECONDS)
             self._starting = None
