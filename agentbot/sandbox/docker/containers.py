@@ -40,6 +40,7 @@ SAVE_USER = "0:0"  # with every capability dropped: can write the root-owned /ke
 WORKSPACE_DIR = "/workspace"
 PACKAGES_DIR = f"{WORKSPACE_DIR}/.local"  # `pip install` lands here (PIP_USER): saved with the workspace
 TMP_SIZE = 64 * 1024 * 1024
+START_SECONDS = 60.0  # a container created this recently and not running yet is still being started
 LIFETIME_MARGIN = 900.0  # PID 1 outlives `warm_seconds` by this much, then the container ends itself
 SLUG = re.compile(r"[A-Za-z0-9_-]{1,128}")
 _SIZE = re.compile(r"(?i)^\s*(\d+(?:\.\d+)?)\s*([bkmg]?)b?\s*$")
@@ -450,6 +451,8 @@ class Containers:
             running = info.get("State") == "running"
             if expiry(labels) > now and running:
                 continue
+            if info.get("State") == "created" and now - float(info.get("Created") or 0) < START_SECONDS:
+                continue  # another worker is starting it right now
             if unclaimed(info):  # nothing to keep
                 self.remove_workspace(workspace_of(info))
             else:
