@@ -41,6 +41,8 @@ def _step(ports: driver.Ports, key: ConversationKey) -> str:
     except Exception as exc:
         _report(ports, key, exc)
         return "failed"
+    finally:
+        runtime.current().settle()  # the sandbox's next supervisor starts before this process ends
     return "ok"
 
 

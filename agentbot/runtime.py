@@ -88,6 +88,13 @@ class Runtime:
         """The presets and `AGENTBOT_TEAMS_FILE`; a mistake in the file is a `ConfigError` at start."""
         return load_catalog(self.settings.teams_file)
 
+    def settle(self) -> None:
+        """Let adapters finish work they do in the background (the sandbox's next supervisor)."""
+        if "executor" in self.__dict__:  # built: a step that ran no code need not wait for anything
+            settle = getattr(self.executor, "settle", None)
+            if callable(settle):
+                settle()
+
     def ports(self) -> Ports:
         return Ports(
             store=self.store,
@@ -277,6 +284,8 @@ def run_worker(settings: Settings, *, burst: bool = False, simple: bool = False)
         install(rt)
         rt.ports()  # fail at start, with one clear line, if the LLM or executor is misconfigured
         _housekeeping(rt.executor)
+        if not burst:
+            _start_housekeeper(settings)
         if settings.metrics_port:
             metrics.serve(settings.metrics_port, rt.metrics)
         rt.tools.start()  # in the parent: each forked horse talks to this one host (MCP servers stay up)
@@ -288,6 +297,16 @@ def run_worker(settings: Settings, *, burst: bool = False, simple: bool = False)
         finally:
             rt.tools.close()
     return 0
+
+
+def _start_housekeeper(settings: Settings) -> None:
+    """While the worker runs: retire idle sandbox containers on time and keep the warm pool full."""
+    if settings.executor != "docker":
+        return
+    from agentbot.sandbox.docker import DockerExecutor  # noqa: PLC0415
+    from agentbot.sandbox.docker.housekeeping import Housekeeper  # noqa: PLC0415
+
+    Housekeeper(DockerExecutor.from_settings(settings)).start()  # its own client, not the jobs' one
 
 
 def _housekeeping(executor: CodeExecutor) -> None:

@@ -90,6 +90,11 @@ class Settings(BaseSettings):
     sandbox_pids: int = Field(128, gt=0, validation_alias=_env("AGENTBOT_SANDBOX_PIDS"))
     sandbox_disk: str = Field("256m", validation_alias=_env("AGENTBOT_SANDBOX_DISK"))
     sandbox_warm_seconds: float = Field(600.0, gt=0, validation_alias=_env("AGENTBOT_SANDBOX_WARM_SECONDS"))
+    sandbox_pool: int = Field(2, ge=0, validation_alias=_env("AGENTBOT_SANDBOX_POOL"))
+    # imported once per warm container by its supervisor, so a run pays for its work, not its imports
+    sandbox_preimport: Annotated[tuple[str, ...], NoDecode] = Field(
+        ("numpy", "pandas", "matplotlib.pyplot"), validation_alias=_env("AGENTBOT_SANDBOX_PREIMPORT")
+    )
     output_limit: int = Field(64_000, gt=0, validation_alias=_env("AGENTBOT_OUTPUT_LIMIT"))
     artifact_limit: int = Field(10_000_000, gt=0, validation_alias=_env("AGENTBOT_ARTIFACT_LIMIT"))
     workspace_ttl: int = Field(7 * 86400, gt=0, validation_alias=_env("AGENTBOT_WORKSPACE_TTL"))
@@ -121,7 +126,7 @@ class Settings(BaseSettings):
     def _path_as_text(cls, value: object) -> object:
         return str(value) if isinstance(value, Path) else value
 
-    @field_validator("model", "approvers", "config_tags", mode="before")
+    @field_validator("model", "approvers", "config_tags", "sandbox_preimport", mode="before")
     @classmethod
     def _comma_list(cls, value: object) -> object:
         if isinstance(value, str):

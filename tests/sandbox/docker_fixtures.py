@@ -55,13 +55,19 @@ def require_docker() -> docker.DockerClient:
 
 def sandbox_containers(client: docker.DockerClient, workspace: str | None = None) -> list[str]:
     """Names of sandbox containers still on the engine (all of them, or one workspace's)."""
-    labels = [f"{ROLE_LABEL}={SANDBOX_ROLE}"]
-    if workspace is not None:
-        labels.append(f"agentbot.workspace={workspace}")
-    # the low-level listing: `containers.list` inspects each container, and one the engine is still
-    # removing (engine 20.10 leaves some "Removal In Progress") answers 404 there
-    listed = client.api.containers(all=True, filters={"label": labels})
-    return [name.lstrip("/") for info in listed for name in (info.get("Names") or [])[:1]]
+    # one list call, no inspect per container: containers of other tests may go in between
+    listed = client.api.containers(all=True, filters={"label": [f"{ROLE_LABEL}={SANDBOX_ROLE}"]})
+    names = [name.lstrip("/") for info in listed for name in info.get("Names") or []]
+    if workspace is None:
+        return names
+    # by label, or by name: a claimed pool container keeps the labels of the pool
+    labelled = {
+        name.lstrip("/")
+        for info in listed
+        if (info.get("Labels") or {}).get("agentbot.workspace") == workspace
+        for name in info.get("Names") or []
+    }
+    return [name for name in names if name in labelled or name == f"agentbot-sbx-{workspace}"]
 
 
 def make_docker_executor(request: pytest.FixtureRequest, limits: Limits) -> DockerExecutor:

@@ -405,6 +405,36 @@ def test_metadata_and_the_docker_host_are_unreachable_in_every_mode_but_bridge(
         executor.remove_workspace(workspace)
 
 
+def test_a_pool_container_relays_to_the_proxy_and_takes_its_conversations_grant_from_the_first_run(
+    client: docker.DockerClient, data: LoopbackServer, gateway: str, host_redis: int
+) -> None:
+    pooled = DockerExecutor(
+        image=IMAGE,
+        network="proxy",
+        timeout=15.0,
+        redis_url=f"redis://127.0.0.1:{host_redis}/0",
+        pool=1,
+        client=client,
+    )
+    pooled.housekeeping()
+    [ready] = pooled.containers.pool(pooled._egress_name())
+    assert ready["Labels"]["agentbot.egress"] == pooled._egress_name()
+    workspace = f"egress-{uuid.uuid4().hex[:10]}"
+    try:
+        urls = [f"{data.url}/prices.csv", "http://169.254.169.254/"]
+        result = fetch(pooled, workspace, urls, exact(f"{gateway}:{data.port}"))
+        assert client.api.inspect_container(f"agentbot-sbx-{workspace}")["Id"] == ready["Id"]
+        assert "200 b'date,NVDA,TSLA" in result.output
+        assert "169.254.169.254/ failed: HTTP Error 403" in result.output
+        assert result.egress is not None
+        assert result.egress.contacted == (f"{gateway}:{data.port}",)
+    finally:
+        pooled.remove_workspace(workspace)
+        pooled.settle()
+        for info in pooled.containers.pool(pooled._egress_name()):
+            pooled.containers.remove_workspace(info["Names"][0][len("/agentbot-sbx-") :])
+
+
 def running_proxies(client: docker.DockerClient) -> list[docker.models.containers.Container]:
     return [
         container

@@ -81,6 +81,9 @@ def test_container_is_hardened(api: docker.APIClient) -> None:
     assert host["Memory"] == (512 + 256 + 64) * 1024**2  # tmpfs pages count against the memory cgroup
     assert host["Binds"] == ["agentbot-ws-ws-1:/keep:rw"]
     assert "size=268435456,uid=1000" in host["Tmpfs"]["/workspace"]
+    # the broker reads runs from stdin, kept open between attaches; the code's output is never logged
+    assert config["stdin_open"] is True and config["detach"] is True
+    assert host["LogConfig"]["Type"] == "none"
 
 
 def test_environment_is_built_from_scratch(monkeypatch: pytest.MonkeyPatch) -> None:

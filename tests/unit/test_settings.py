@@ -64,6 +64,23 @@ def test_approvers_are_a_comma_list(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @pytest.mark.parametrize(
+    ("value", "modules"),
+    [("numpy, scipy", ("numpy", "scipy")), ("", ()), ("matplotlib.pyplot", ("matplotlib.pyplot",))],
+)
+def test_preimport_is_a_comma_list_that_may_be_empty(
+    monkeypatch: pytest.MonkeyPatch, value: str, modules: tuple[str, ...]
+) -> None:
+    monkeypatch.setenv("AGENTBOT_SANDBOX_PREIMPORT", value)
+    assert load_settings().sandbox_preimport == modules
+
+
+def test_the_sandbox_pool_and_preimports_have_defaults() -> None:
+    settings = load_settings()
+    assert settings.sandbox_pool == 2
+    assert settings.sandbox_preimport == ("numpy", "pandas", "matplotlib.pyplot")
+
+
+@pytest.mark.parametrize(
     ("value", "mode"),
     [
         pytest.param("ALWAYS", HumanInputMode.ALWAYS, id="upper"),

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import re
+import secrets
+import socket
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -16,6 +19,7 @@ import docker.errors
 import requests.exceptions
 
 from agentbot.errors import SandboxError
+from agentbot.sandbox.docker.supervisor import TOKEN_VARIABLE
 from agentbot.sandbox.egress.proxy import RELAY_PORT, SOCKET_DIR, SOCKET_PATH
 
 logger = logging.getLogger(__name__)
@@ -25,17 +29,23 @@ WORKSPACE_LABEL = "agentbot.workspace"
 EXPIRES_LABEL = "agentbot.expires"
 LAST_USED_LABEL = "agentbot.last-used"
 EGRESS_LABEL = "agentbot.egress"  # the proxy whose socket the container's relay forwards to
+POOL_LABEL = "agentbot.pool"  # a container started for the warm pool (unclaimed while named after pool-*)
+VOLUME_LABEL = "agentbot.volume"  # on a stamp: the volume that holds the workspace, when not its own
+POOL_PREFIX = "pool-"  # the workspace name of an unclaimed pool container
 SANDBOX_ROLE = "sandbox"
 WORKSPACE_ROLE = "workspace"
 CODE_USER = "1000:1000"
-KEEPER_USER = "65534:65534"  # PID 1 and its sleep: not the code's uid, so `kill -9 -1` spares them
+KEEPER_USER = "65534:65534"  # PID 1 and the broker: not the code's uid, so `kill -9 -1` spares them
 SAVE_USER = "0:0"  # with every capability dropped: can write the root-owned /keep, nothing more
 WORKSPACE_DIR = "/workspace"
 PACKAGES_DIR = f"{WORKSPACE_DIR}/.local"  # `pip install` lands here (PIP_USER): saved with the workspace
 TMP_SIZE = 64 * 1024 * 1024
+START_SECONDS = 60.0  # a container created this recently and not running yet is still being started
 LIFETIME_MARGIN = 900.0  # PID 1 outlives `warm_seconds` by this much, then the container ends itself
 SLUG = re.compile(r"[A-Za-z0-9_-]{1,128}")
 _SIZE = re.compile(r"(?i)^\s*(\d+(?:\.\d+)?)\s*([bkmg]?)b?\s*$")
+
+SUPERVISOR = "/opt/agentbot/supervisor.py"  # supervisor.py in the image: the broker and the supervisors
 
 # The in-container program every exec runs (`bash -c WRAPPER agentbot <mode> <args>...`).
 WRAPPER = resources.files(__package__).joinpath("wrapper.sh").read_text(encoding="utf-8")
@@ -73,6 +83,8 @@ class ContainerOptions:
 
     image: str = "agentbot-sandbox:latest"
     network: str = "none"
+    preimport: tuple[str, ...] = ("numpy", "pandas", "matplotlib.pyplot")
+    pool: int = 0  # unassigned warm containers kept ready (the executor's setting: AGENTBOT_SANDBOX_POOL)
     memory: int = 512 * 1024 * 1024
     cpus: float = 1.0
     pids: int = 128
@@ -80,18 +92,44 @@ class ContainerOptions:
     warm_seconds: float = 600.0
 
 
+def workspace_of(info: dict[str, Any]) -> str:
+    """The workspace of a listed sandbox container: from its name (a claimed pool container keeps the
+    labels it was created with), else from its label."""
+    for name in info.get("Names") or []:
+        if name.startswith("/" + sandbox_name("")):
+            return str(name[len(sandbox_name("")) + 1 :])
+    return str((info.get("Labels") or {}).get(WORKSPACE_LABEL, "?"))
+
+
+def unclaimed(info: dict[str, Any]) -> bool:
+    """Whether a listed container is a pool container nobody has claimed (nor is retiring): claiming
+    renames it, and its labels (fixed at creation) keep the pool name."""
+    labels = info.get("Labels") or {}
+    own_name = "/" + sandbox_name(labels.get(WORKSPACE_LABEL, ""))
+    return POOL_LABEL in labels and own_name in (info.get("Names") or [])
+
+
 def container_config(
-    api: docker.APIClient, options: ContainerOptions, workspace: str, egress: str | None = None
+    api: docker.APIClient,
+    options: ContainerOptions,
+    workspace: str,
+    egress: str | None = None,
+    volume: str | None = None,
+    *,
+    pool: bool = False,
 ) -> dict[str, Any]:
     """`create_container` arguments for the workspace's hardened, self-ending sandbox container.
 
     With `egress` (network `proxy`), the container has no network but its loopback, and a relay that
-    the code cannot signal forwards 127.0.0.1:3128 to that proxy's socket.
+    the code cannot signal forwards 127.0.0.1:3128 to that proxy's socket. `volume` holds the saved
+    workspace (default: the workspace's own).
     """
     expires = time.time() + options.warm_seconds
     labels = {ROLE_LABEL: SANDBOX_ROLE, WORKSPACE_LABEL: workspace, EXPIRES_LABEL: f"{expires:.0f}"}
     if egress is not None:
         labels[EGRESS_LABEL] = egress
+    if pool:
+        labels[POOL_LABEL] = "1"
     return {
         "image": options.image,
         "name": sandbox_name(workspace),
@@ -102,25 +140,34 @@ def container_config(
         "environment": environment(options.cpus),
         "labels": labels,
         "network_disabled": options.network == "none",
-        "host_config": host_config(api, options, workspace, egress),
+        "host_config": host_config(api, options, workspace, egress, volume),
+        # the broker reads runs from stdin (attach): kept open between attaches (detach=True means
+        # StdinOnce false in docker-py), and the code's output is never kept in a log
+        "stdin_open": True,
+        "detach": True,
     }
 
 
 def keeper_command(seconds: float, *, relay: bool) -> list[str]:
-    """PID 1's child (as `nobody`): a sleep that ends the container, and the egress relay if any."""
+    """PID 1's child (as `nobody`): the broker, which ends the container, and the egress relay if any."""
+    broker = ["python3", "-I", "-S", SUPERVISOR, "broker", f"{seconds:.0f}"]  # -I: nothing from /workspace
     if not relay:
-        return ["sleep", f"{seconds:.0f}"]
+        return broker
     socat = f"socat TCP-LISTEN:{RELAY_PORT},bind=127.0.0.1,reuseaddr,fork,nodelay UNIX-CONNECT:{SOCKET_PATH}"
-    return ["sh", "-c", f"{socat} & exec sleep {seconds:.0f}"]
+    return ["sh", "-c", f"{socat} & exec {' '.join(broker)}"]
 
 
 def host_config(
-    api: docker.APIClient, options: ContainerOptions, workspace: str, egress: str | None = None
+    api: docker.APIClient,
+    options: ContainerOptions,
+    workspace: str,
+    egress: str | None = None,
+    volume: str | None = None,
 ) -> dict[str, Any]:
     """The hardening: no privileges, read-only root, tmpfs workspace, limits, the saved workspace at /keep."""
     # tmpfs pages count against the memory cgroup, so the code keeps `memory` for itself
     memory = options.memory + options.disk + TMP_SIZE
-    binds = {volume_name(workspace): {"bind": "/keep", "mode": "rw"}}
+    binds = {volume or volume_name(workspace): {"bind": "/keep", "mode": "rw"}}
     if egress is not None:
         binds[egress] = {"bind": SOCKET_DIR, "mode": "ro"}
     config: dict[str, Any] = api.create_host_config(
@@ -140,6 +187,7 @@ def host_config(
         },
         binds=binds,
         ulimits=[docker.types.Ulimit(name="core", soft=0, hard=0)],
+        log_config=docker.types.LogConfig(type="none"),
     )
     return config
 
@@ -194,6 +242,7 @@ class Containers:
         self._given_client = client
         self._client = client
         self._base_url = base_url
+        self.claims = 0  # pool containers this process claimed (each is replaced in the background)
 
     # -- the client and its errors ---------------------------------------------------------------
 
@@ -281,7 +330,8 @@ class Containers:
         try:
             info = self.api.inspect_container(sandbox_name(workspace))
         except docker.errors.NotFound:
-            return self.start(workspace, egress)
+            claimed = self.claim(workspace, seconds, egress) if self.options.pool else None
+            return claimed or self.start(workspace, egress)
         labels = info["Config"].get("Labels") or {}
         running = bool(info["State"].get("Running"))
         if running and expiry(labels) > time.time() + seconds and labels.get(EGRESS_LABEL) == egress:
@@ -290,12 +340,19 @@ class Containers:
         self.retire(info["Id"], workspace, save=running)
         return self.start(workspace, egress)
 
-    def start(self, workspace: str, egress: str | None = None) -> str:
-        """Start the workspace's container and restore its saved files into the tmpfs."""
-        self.reap()
-        self._ensure_volume(workspace)
-        self._stamp(workspace)
-        config = container_config(self.api, self.options, workspace, egress)
+    def start(self, workspace: str, egress: str | None = None, *, pool: bool = False) -> str:
+        """Start the workspace's container and restore its saved files into the tmpfs.
+
+        A `pool` container gets no stamp but a supervisor at once; any other's first run goes by exec
+        (no waiting for imports), and the next run's supervisor starts after it.
+        """
+        if not pool:
+            self.reap()
+        volume = self.volume_of(workspace)
+        self._ensure_volume(workspace, volume)
+        if not pool:
+            self._stamp(workspace, volume)
+        config = container_config(self.api, self.options, workspace, egress, volume, pool=pool)
         try:
             container = self.api.create_container(**config)
         except docker.errors.APIError as exc:
@@ -308,8 +365,43 @@ class Containers:
         self.api.start(container_id)
         if self.run_exec(container_id, ["restore"]):
             logger.error("workspace %s: restoring the saved workspace failed", workspace)
+        if pool:
+            token = secrets.token_hex(16)
+            self.expect_supervisor(container_id, token)
+            self.start_supervisor(container_id, token)
         logger.info("workspace %s: started sandbox container %s", workspace, container_id[:12])
         return container_id
+
+    # -- supervisors (see supervisor.py) ---------------------------------------------------------
+
+    @contextlib.contextmanager
+    def attach(self, container: str, *, output: bool) -> Iterator[socket.socket]:
+        """The container's stdio through the API: stdin to the broker, and its answers when `output`."""
+        params = {"stdin": 1, "stdout": int(output), "stderr": int(output), "stream": 1}
+        sock = self.api.attach_socket(container, params=params)
+        raw: socket.socket = getattr(sock, "_sock", sock)
+        try:
+            yield raw
+        finally:
+            sock.close()
+            raw.close()
+
+    def expect_supervisor(self, container: str, token: str) -> None:
+        """Tell the broker the token of the supervisor about to start (no other connection is taken)."""
+        with self.attach(container, output=False) as raw:
+            raw.sendall(b"\n" + json.dumps({"op": "expect", "token": token}).encode() + b"\n")
+
+    def start_supervisor(self, container: str, token: str) -> None:
+        """Start a supervisor (detached) that pre-imports the configured modules and then serves one run."""
+        modules = ",".join(self.options.preimport)
+        created = self.api.exec_create(
+            container,
+            ["python3", SUPERVISOR, "serve", modules],
+            user=CODE_USER,
+            workdir=WORKSPACE_DIR,
+            environment={TOKEN_VARIABLE: token},
+        )
+        self.api.exec_start(created["Id"], detach=True)
 
     def retire(self, container: str, workspace: str, *, save: bool) -> None:
         """Save the workspace into its volume (when asked and possible), then remove the container."""
@@ -359,25 +451,101 @@ class Containers:
             running = info.get("State") == "running"
             if expiry(labels) > now and running:
                 continue
-            self.retire(info["Id"], labels.get(WORKSPACE_LABEL, "?"), save=running)
+            if info.get("State") == "created" and now - float(info.get("Created") or 0) < START_SECONDS:
+                continue  # another worker is starting it right now
+            if unclaimed(info):  # nothing to keep
+                self.remove_workspace(workspace_of(info))
+            else:
+                self.retire(info["Id"], workspace_of(info), save=running)
             reaped += 1
         return reaped
 
+    # -- the warm pool ---------------------------------------------------------------------------
+
+    def pool(self, egress: str | None) -> list[dict[str, Any]]:
+        """The unclaimed pool containers, running, that relay to `egress`, longest-lived first."""
+        listed = self.api.containers(filters={"label": [f"{ROLE_LABEL}={SANDBOX_ROLE}", POOL_LABEL]})
+        ready = [
+            info
+            for info in listed
+            if unclaimed(info) and (info.get("Labels") or {}).get(EGRESS_LABEL) == egress
+        ]
+        return sorted(ready, key=lambda info: -expiry(info.get("Labels") or {}))
+
+    def claim(self, workspace: str, seconds: float, egress: str | None) -> str | None:
+        """A pool container renamed to be the workspace's, for a workspace never seen before; else None.
+
+        The rename, by the pool name, is the claim: of two workers, one gets it. Labels and mounts cannot
+        change after creation, so the container keeps its pool volume, and the workspace's stamp records
+        that volume for every later container of the workspace.
+        """
+        if self._known(workspace):
+            return None
+        for info in self.pool(egress):
+            if expiry(info.get("Labels") or {}) <= time.time() + seconds:
+                continue
+            try:
+                self.api.rename(sandbox_name(workspace_of(info)), sandbox_name(workspace))
+            except docker.errors.APIError:  # another worker claimed it first
+                continue
+            self._stamp(workspace, volume_name(workspace_of(info)))
+            self.claims += 1
+            logger.info("workspace %s: claimed pool container %s", workspace, info["Id"][:12])
+            container_id: str = info["Id"]
+            return container_id
+        return None
+
+    def fill_pool(self, egress: str | None) -> int:
+        """Start pool containers up to the pool size, dropping any that relay to another proxy.
+
+        Returns how many it started.
+        """
+        listed = self.api.containers(filters={"label": [f"{ROLE_LABEL}={SANDBOX_ROLE}", POOL_LABEL]})
+        for info in listed:
+            if unclaimed(info) and (info.get("Labels") or {}).get(EGRESS_LABEL) != egress:
+                self.remove_workspace(workspace_of(info))
+        missing = self.options.pool - len(self.pool(egress))
+        for _ in range(missing):
+            self.start(f"{POOL_PREFIX}{secrets.token_hex(6)}", egress, pool=True)
+        return max(missing, 0)
+
+    def _known(self, workspace: str) -> bool:
+        """Whether the workspace has a stamp or a volume: then its files are elsewhere than in a pool."""
+        try:
+            self.api.inspect_container(stamp_name(workspace))
+            return True
+        except docker.errors.NotFound:
+            pass
+        try:
+            self.api.inspect_volume(volume_name(workspace))
+            return True
+        except docker.errors.NotFound:
+            return False
+
     # -- the saved workspace ---------------------------------------------------------------------
 
-    def _ensure_volume(self, workspace: str) -> None:
+    def _ensure_volume(self, workspace: str, volume: str) -> None:
         labels = {ROLE_LABEL: WORKSPACE_ROLE, WORKSPACE_LABEL: workspace}
-        self.api.create_volume(volume_name(workspace), labels=labels)  # no-op when it exists
+        self.api.create_volume(volume, labels=labels)  # no-op when it exists
 
-    def _stamp(self, workspace: str) -> None:
-        """Record the last use: a never-started container whose label says when."""
+    def volume_of(self, workspace: str) -> str:
+        """The volume that holds the workspace: its own, or the pool volume its stamp names."""
+        try:
+            labels = self.api.inspect_container(stamp_name(workspace))["Config"].get("Labels") or {}
+        except docker.errors.NotFound:
+            return volume_name(workspace)
+        return str(labels.get(VOLUME_LABEL) or volume_name(workspace))
+
+    def _stamp(self, workspace: str, volume: str) -> None:
+        """Record the last use (and the volume): a never-started container whose labels say when."""
         self.remove_container(stamp_name(workspace))
         labels = {
             ROLE_LABEL: WORKSPACE_ROLE,
             WORKSPACE_LABEL: workspace,
             LAST_USED_LABEL: f"{time.time():.0f}",
+            VOLUME_LABEL: volume,
         }
-        binds = {volume_name(workspace): {"bind": "/keep"}}
+        binds = {volume: {"bind": "/keep"}}
         with contextlib.suppress(docker.errors.APIError):  # a racing worker stamped it just now
             self.api.create_container(
                 self.options.image,
@@ -389,10 +557,18 @@ class Containers:
             )
 
     def idle_workspaces(self, ttl: float) -> list[str]:
-        """Workspaces with no running container and no use for `ttl` seconds."""
-        volumes = self.api.volumes(filters={"label": f"{ROLE_LABEL}={WORKSPACE_ROLE}"})
-        names = [(v.get("Labels") or {}).get(WORKSPACE_LABEL, "") for v in volumes.get("Volumes") or []]
-        return [name for name in names if SLUG.fullmatch(name) and self._idle(name, ttl)]
+        """Workspaces with no running container and no use for `ttl` seconds (a claimed pool volume
+        counts as its workspace's, which its stamp names)."""
+        stamps = self.api.containers(
+            all=True, filters={"label": [f"{ROLE_LABEL}={WORKSPACE_ROLE}", VOLUME_LABEL]}
+        )
+        owners = {
+            labels[VOLUME_LABEL]: labels.get(WORKSPACE_LABEL, "")
+            for labels in (info.get("Labels") or {} for info in stamps)
+        }
+        volumes = self.api.volumes(filters={"label": f"{ROLE_LABEL}={WORKSPACE_ROLE}"}).get("Volumes") or []
+        names = {owners.get(v["Name"]) or (v.get("Labels") or {}).get(WORKSPACE_LABEL, "") for v in volumes}
+        return sorted(name for name in names if SLUG.fullmatch(name) and self._idle(name, ttl))
 
     def _idle(self, workspace: str, ttl: float) -> bool:
         if self._is_running(sandbox_name(workspace)):
@@ -412,7 +588,8 @@ class Containers:
 
     def remove_workspace(self, workspace: str) -> None:
         """Remove the workspace's container, its saved volume and its stamp."""
+        volume = self.volume_of(workspace)
         for name in (sandbox_name(workspace), stamp_name(workspace)):
             self.remove_container(name)
         with contextlib.suppress(docker.errors.NotFound):
-            self.client.volumes.get(volume_name(workspace)).remove(force=True)
+            self.client.volumes.get(volume).remove(force=True)

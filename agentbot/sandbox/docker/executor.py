@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 import secrets
+import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from urllib.parse import urlsplit
 
 import docker
 import docker.errors
+import requests.exceptions
 
 from agentbot.conversation.code import Artifact, CodeBlock, CodeResult, EgressGrant, InputFile
 from agentbot.errors import SandboxError
@@ -18,9 +21,12 @@ from agentbot.sandbox.artifacts import MAX_ARTIFACTS, left_out, make_artifact, s
 from agentbot.sandbox.docker.containers import ContainerOptions, Containers, check_slug, parse_size
 from agentbot.sandbox.docker.stream import (
     CONTROL_SLACK,
+    Answer,
     Capped,
     Exec,
+    Marked,
     Report,
+    converse,
     fits_argument,
     parse_report,
     render,
@@ -38,6 +44,7 @@ logger = logging.getLogger(__name__)
 TIMEOUT_EXIT_CODE = 124  # what coreutils `timeout` and AutoGen report
 GRACE_SECONDS = 5.0  # wrapper start, listing and artifact tar on top of the code's own time limit
 PUT_SECONDS = 60.0
+SUPERVISOR_WAIT = 20.0  # a run waits this long for a supervisor still importing (an exec would import too)
 
 
 class DockerExecutor:
@@ -59,6 +66,8 @@ class DockerExecutor:
         warm_seconds: float = 600.0,
         egress_bytes: str = "200m",
         egress_requests: int = 256,
+        preimport: Sequence[str] = ("numpy", "pandas", "matplotlib.pyplot"),
+        pool: int = 0,
         index_url: str | None = None,
         redis_url: str | None = None,
         client: docker.DockerClient | None = None,
@@ -84,8 +93,11 @@ class DockerExecutor:
             pids=pids,
             disk=parse_size(disk),
             warm_seconds=warm_seconds,
+            preimport=tuple(preimport),
+            pool=pool,
         )
         self.containers = Containers(options, client=client, base_url=base_url)
+        self._starting: threading.Thread | None = None  # the previous run's next supervisor, on its way
 
     @classmethod
     def from_settings(cls, settings: Settings) -> DockerExecutor:
@@ -105,6 +117,8 @@ class DockerExecutor:
             egress_requests=settings.sandbox_egress_connections,
             index_url=settings.sandbox_index_url,
             redis_url=settings.redis_url,
+            preimport=settings.sandbox_preimport,
+            pool=settings.sandbox_pool,
         )
 
     @property
@@ -130,14 +144,12 @@ class DockerExecutor:
             steps = plan_run(blocks)
         except PlanError as exc:
             return CodeResult(exit_code=1, output=f"Code not run: {exc}.")
-        args, payload = self._run_args(steps)
         with self.containers.translated(workspace):
             proxy = self._proxy()
             label = f"{workspace}-{secrets.token_hex(4)}"
             started = time.time()
             environment = self._run_environment(proxy, label, grant or EgressGrant())
-            seconds = self.timeout + GRACE_SECONDS
-            done = self._exec(workspace, args, payload, seconds, proxy=proxy, environment=environment)
+            done = self._run_steps(workspace, steps, proxy, environment)
             result = self._result(workspace, done)
             if proxy is not None:
                 result = self._audited(result, proxy, label, started, grant or EgressGrant())
@@ -198,6 +210,85 @@ class DockerExecutor:
             output = "\n".join([output.rstrip("\n"), *report.notes]) if output else "\n".join(report.notes)
         return result.model_copy(update={"egress": report, "output": output})
 
+    def _run_steps(
+        self, workspace: str, steps: Sequence[Step], proxy: Proxy | None, environment: dict[str, str]
+    ) -> Exec:
+        """By the container's supervisor (pre-imported, no exec), else by an exec of the wrapper.
+
+        Either way every process of the run is dead at the end, and a fresh supervisor is then started
+        in the background for the next run (see supervisor.py for why never the same one).
+        """
+        seconds = self.timeout + GRACE_SECONDS
+        self.settle()
+        egress = proxy.name if proxy is not None else None
+        claims = self.containers.claims
+        container = self.containers.acquire(workspace, seconds, egress)
+        token = secrets.token_hex(16)
+        done = self._supervised(workspace, container, steps, environment, token)
+        if done is None:
+            args, payload = self._run_args(steps)
+            done = self._exec(workspace, args, payload, seconds, proxy=proxy, environment=environment)
+        reported = not done.deadline_passed and done.control.data.startswith(b"AGENTBOT ")
+        claimed = self.containers.claims > claims
+        self._in_background(
+            lambda: self.containers.start_supervisor(container, token) if reported else None,
+            lambda: self.containers.fill_pool(egress) if claimed else None,
+        )
+        return done
+
+    def _supervised(
+        self, workspace: str, container: str, steps: Sequence[Step], environment: dict[str, str], token: str
+    ) -> Exec | None:
+        """Run `steps` by the supervisor through the broker; None when it has none ready."""
+        seconds = self.timeout + GRACE_SECONDS
+        nonce = secrets.token_hex(8)
+        request = {
+            "steps": [[step.filename, step.argv[0], step.content] for step in steps],
+            "timeout": self.timeout,
+            "limit": self.artifact_limit,
+            "max": MAX_ARTIFACTS,
+            "env": environment,
+        }
+        message = {"op": "run", "nonce": nonce, "next": token, "wait": SUPERVISOR_WAIT, "seconds": seconds}
+        message["request"] = request
+        output = Capped(self.output_limit)
+        answer = Answer(nonce, Capped(self.artifact_limit + CONTROL_SLACK))
+        marked = Marked(output, f"\n{nonce}\n".encode())
+        deadline = time.monotonic() + seconds + SUPERVISOR_WAIT
+        try:
+            with self.containers.attach(container, output=True) as raw:
+                passed = converse(raw, json.dumps(message).encode(), deadline, output=marked, answer=answer)
+        except docker.errors.APIError as exc:  # the container ended after `acquire`: the exec path copes
+            logger.warning("workspace %s: no attach (%s)", workspace, exc)
+            return None
+        if answer.status == "none" and not passed:
+            return None
+        if passed or answer.status != "ran":  # killed or stopped by the code: only the end of it is sure
+            logger.warning("workspace %s: supervisor did not report; retiring its container", workspace)
+            self.containers.retire(container, workspace, save=True)
+        return Exec(output=output, control=answer.report, exit_code=1, deadline_passed=passed)
+
+    def _in_background(self, *calls: Callable[[], object]) -> None:
+        """The next supervisor and a pool container in place of a claimed one: in a thread, so that
+        neither is on this run's way to its result (the next run waits for it, see `settle`)."""
+
+        def work() -> None:
+            for call in calls:
+                try:
+                    call()
+                except (docker.errors.DockerException, requests.exceptions.RequestException, OSError) as exc:
+                    logger.info("sandbox: background start failed: %s", exc)
+
+        self._starting = threading.Thread(target=work, name="agentbot-sandbox-background", daemon=True)
+        self._starting.start()
+
+    def settle(self) -> None:
+        """Let the background work of the last run finish: before the next run talks to the engine, and
+        before a job's process ends (an RQ job horse leaves by `os._exit`, which would cut it short)."""
+        if self._starting is not None:
+            self._starting.join(timeout=PUT_SECONDS)
+            self._starting = None
+
     def _run_args(self, steps: Sequence[Step]) -> tuple[list[str], bytes]:
         """The wrapper's `run` arguments and stdin: the code as arguments, or a tar when it will not fit."""
         args = ["run", f"{self.timeout:g}", str(int(self.timeout * 1000)), str(self.artifact_limit)]
@@ -240,6 +331,21 @@ class DockerExecutor:
         """Retire every sandbox container past its expiry (or stopped); returns how many."""
         with self.containers.translated("-"):
             return self.containers.reap()
+
+    def housekeeping(self) -> None:
+        """The periodic round of every worker (see housekeeping.py): retire expired containers, fill
+        the warm pool."""
+        with self.containers.translated("-"):
+            reaped = self.containers.reap()
+            started = self.containers.fill_pool(self._egress_name()) if self.containers.options.pool else 0
+        if reaped or started:
+            logger.info(
+                "sandbox housekeeping: retired %d container(s), started %d for the pool", reaped, started
+            )
+
+    def _egress_name(self) -> str | None:
+        proxy = self._proxy()
+        return proxy.name if proxy is not None else None
 
     def cleanup_idle(self) -> int:
         """Remove workspaces whose last run is older than `workspace_ttl`; returns how many.

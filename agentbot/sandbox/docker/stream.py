@@ -7,8 +7,9 @@ import logging
 import socket
 import tarfile
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import docker
 
@@ -17,6 +18,10 @@ logger = logging.getLogger(__name__)
 CHUNK = 65_536
 CONTROL_SLACK = 2_000_000  # listing and tar headers around the artifacts in the wrapper's report
 ARGUMENT_MAX = 100_000  # Linux caps one argument at 128 KiB (MAX_ARG_STRLEN)
+
+
+class Sink(Protocol):
+    def add(self, chunk: bytes) -> None: ...
 
 
 @dataclass
@@ -73,14 +78,21 @@ def stream(
     return Exec(output=output, control=control, exit_code=-1, deadline_passed=passed)
 
 
-def pump(raw: socket.socket, deadline: float, output: Capped, control: Capped) -> bool:
-    """Read Docker's multiplexed frames (8-byte header: stream, 0, 0, 0, size) until the stream ends.
+def pump(
+    raw: socket.socket,
+    deadline: float,
+    output: Sink,
+    control: Sink,
+    finished: Callable[[], bool] = lambda: False,
+) -> bool:
+    """Read Docker's multiplexed frames (8-byte header: stream, 0, 0, 0, size) until the stream ends
+    or `finished()` says so.
 
     Returns True when `deadline` passes first. Past their caps the streams are drained, not kept.
     """
     pending = bytearray()
-    sinks = {1: output, 2: control}
-    while True:
+    sinks: dict[int, Sink] = {1: output, 2: control}
+    while not finished():
         remaining = deadline - time.monotonic()
         if remaining <= 0:
             return True
@@ -90,9 +102,10 @@ def pump(raw: socket.socket, deadline: float, output: Capped, control: Capped) -
             return False
         pending += chunk
         _deliver(pending, sinks)
+    return False
 
 
-def _deliver(pending: bytearray, sinks: dict[int, Capped]) -> None:
+def _deliver(pending: bytearray, sinks: dict[int, Sink]) -> None:
     """Move every whole frame at the start of `pending` into its sink (stdin's and unknown ones dropped)."""
     while len(pending) >= 8:
         size = int.from_bytes(pending[4:8], "big")
@@ -102,6 +115,99 @@ def _deliver(pending: bytearray, sinks: dict[int, Capped]) -> None:
         if sink is not None:
             sink.add(bytes(pending[8 : 8 + size]))
         del pending[: 8 + size]
+
+
+# -- a run through the broker (supervisor.py) -----------------------------------------------------
+
+
+@dataclass
+class Marked:
+    """The code's output up to the broker's end marker; the marker and anything after it are dropped.
+
+    The tail that could be the start of the marker is held back until it is known not to be.
+    """
+
+    output: Capped
+    marker: bytes
+    held: bytearray = field(default_factory=bytearray)
+    seen: bool = False
+
+    def add(self, chunk: bytes) -> None:
+        if self.seen:
+            return
+        self.held += chunk
+        at = self.held.find(self.marker)
+        if at >= 0:
+            self.output.add(bytes(self.held[:at]))
+            self.held.clear()
+            self.seen = True
+            return
+        keep = len(self.marker) - 1
+        if len(self.held) > keep:
+            self.output.add(bytes(self.held[:-keep]))
+            del self.held[:-keep]
+
+    def flush(self) -> None:
+        """No marker came (the deadline passed): what was held back is output too."""
+        if not self.seen:
+            self.output.add(bytes(self.held))
+            self.held.clear()
+
+
+@dataclass
+class Answer:
+    """The broker's answer on stderr: `AGENTBOT-BROKER <nonce> <status> <size>\\n` and `size` bytes."""
+
+    nonce: str
+    report: Capped
+    status: str = ""
+    size: int = -1
+    received: int = 0
+    pending: bytearray = field(default_factory=bytearray)
+
+    @property
+    def done(self) -> bool:
+        return 0 <= self.size <= self.received
+
+    def add(self, chunk: bytes) -> None:
+        if self.size < 0:
+            self.pending += chunk
+            header, newline, rest = bytes(self.pending).partition(b"\n")
+            if not newline:
+                return
+            parts = header.decode(errors="replace").split()
+            if len(parts) != 4 or parts[0] != "AGENTBOT-BROKER" or not parts[3].isdigit():
+                self.pending.clear()  # not an answer: skip the line
+                self.add(rest)
+                return
+            self.pending.clear()
+            if parts[1] != self.nonce:  # an answer to another request: cannot happen, but never ours
+                return
+            self.status, self.size = parts[2], int(parts[3])
+            chunk = rest
+        room = self.size - self.received
+        self.report.add(chunk[:room])
+        self.received += min(len(chunk), room)
+
+
+def converse(raw: socket.socket, message: bytes, deadline: float, *, output: Marked, answer: Answer) -> bool:
+    """Send `message` to the broker on an attached socket and read until its answer is complete.
+
+    Returns True when `deadline` passes first. After a run, the answer counts as complete once the
+    output's end marker has come too, as the two streams may arrive in either order.
+    """
+
+    def finished() -> bool:
+        return answer.done and (answer.status == "none" or output.seen)
+
+    try:
+        raw.settimeout(max(deadline - time.monotonic(), 0.001))
+        raw.sendall(b"\n" + message + b"\n")  # a newline first ends any line a dead worker left half-sent
+        passed = pump(raw, deadline, output, answer, finished)
+    except TimeoutError:
+        passed = True
+    output.flush()
+    return passed
 
 
 def parse_report(data: bytes) -> Report | None:
