@@ -76,7 +76,9 @@ def runs_recorded(bot: Stack, root: str) -> bool:
 
     client = docker.from_env()
     try:
-        for container in client.containers.list(filters={"label": f"{WORKSPACE_LABEL}={slug}"}):
+        by_label = client.containers.list(filters={"label": f"{WORKSPACE_LABEL}={slug}"})
+        by_name = client.containers.list(filters={"name": f"agentbot-sbx-{slug}"})  # a claimed pool one
+        for container in {c.id: c for c in [*by_label, *by_name]}.values():
             try:
                 code, out = container.exec_run(["cat", f"{WORKSPACE_DIR}/runs.txt"], user=CODE_USER)
             except docker.errors.APIError:  # it stopped since it was listed (409): not this run's container

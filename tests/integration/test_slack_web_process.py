@@ -130,7 +130,7 @@ def test_an_event_is_stored_with_its_step_or_not_at_all(redis_client: redis.Redi
         bridge.on_event(body, bot_user_id=BOT_USER_ID)  # Slack's retry
         bridge.on_event(body, bot_user_id=BOT_USER_ID)  # and a second one: a duplicate
         ((_, event),) = store.events_after(KEY, "0-0")
-        assert isinstance(event, Start) and event.user_name == "Ana"
+        assert isinstance(event, Start) and event.text == "hi"  # the author's name is the worker's to read
         assert queue.queue.count == 1  # one step: the duplicate wrote nothing
         assert 0 < redis_client.ttl(f"{bridge.prefix}:seen:{TEAM_ID}:EvRetry") <= DEDUPE_TTL
 
