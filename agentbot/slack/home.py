@@ -15,7 +15,7 @@ from typing import Any
 from agentbot.conversation.edit import editable_code
 from agentbot.conversation.state import ConversationState, Phase
 from agentbot.slack.parse import ALLOW_HOST_ACTION, DENY_HOST_ACTION, EDIT_ACTION, RUN_ACTION, SKIP_ACTION
-from agentbot.slack.render import Block, context_block, escape, full_code, section_block, truncate
+from agentbot.slack.render import Block, button, context_block, escape, full_code, section_block, truncate
 
 BLOCK_LIMIT = 100  # blocks in a Home tab view
 PREVIEW_LINES = 12
@@ -63,22 +63,22 @@ def _waiting(state: ConversationState, user_id: str, now: datetime) -> list[Bloc
             section_block(f":no_entry: *Blocked hosts* in {where}\nAllow {hosts} and run the code again?"),
             _actions(
                 f"home-hosts-{state.key.slug}",
-                _button("Allow and run again", ALLOW_HOST_ACTION, value, style="primary"),
-                _button("Keep blocked", DENY_HOST_ACTION, value),
+                button("Allow and run again", ALLOW_HOST_ACTION, value, style="primary"),
+                button("Keep blocked", DENY_HOST_ACTION, value),
             ),
         ]
     run = state.run
     assert run is not None  # waiting_for checked it
     value = _value(state, run.run_id, run.code_hash)
-    edit = [_button("Edit", EDIT_ACTION, value)] if editable_code(run.blocks) is not None else []
+    edit = [button("Edit", EDIT_ACTION, value)] if editable_code(run.blocks) is not None else []
     return [
         section_block(f":robot_face: *Code to run* in {where}"),
         _preview(full_code(run.blocks)),
         _actions(
             f"home-run-{state.key.slug}",
-            _button("Run", RUN_ACTION, value, style="primary"),
+            button("Run", RUN_ACTION, value, style="primary"),
             *edit,
-            _button("Skip", SKIP_ACTION, value),
+            button("Skip", SKIP_ACTION, value),
         ),
     ]
 
@@ -126,15 +126,3 @@ def _header(text: str) -> Block:
 
 def _actions(block_id: str, *elements: Block) -> Block:
     return {"type": "actions", "block_id": block_id[:255], "elements": list(elements)}
-
-
-def _button(label: str, action_id: str, value: str, *, style: str | None = None) -> Block:
-    button: Block = {
-        "type": "button",
-        "text": {"type": "plain_text", "text": label},
-        "action_id": action_id,
-        "value": value,
-    }
-    if style:
-        button["style"] = style
-    return button

@@ -313,8 +313,8 @@ def render_hosts(post: HostsPost) -> Rendered:
         "type": "actions",
         "block_id": f"hosts-{_slug(post.run_id)}",
         "elements": [
-            _button("Allow and run again", ALLOW_HOST_ACTION, value, style="primary"),
-            _button("Keep blocked", DENY_HOST_ACTION, value),
+            button("Allow and run again", ALLOW_HOST_ACTION, value, style="primary"),
+            button("Keep blocked", DENY_HOST_ACTION, value),
         ],
     }
     text = "A run was refused hosts: allow them and run again, or keep them blocked?"
@@ -350,7 +350,7 @@ def render_speaker_choice(post: SpeakerChoicePost) -> Rendered:
     ]
     intro = "Who speaks next? Pick an agent, or reply starting with its name.\n" + "\n".join(lines)
     buttons = [
-        _button(
+        button(
             truncate(o.name, 75),
             f"{PICK_ACTION}:{i}",
             json.dumps({"pick_id": post.pick_id, "speaker": o.name}),
@@ -369,7 +369,7 @@ def render_subteam(post: SubTeamPost) -> Rendered:
     blocks: list[Block] = [section_block(head)]
     if post.detail_thread:  # the whole sub-conversation, a click away (`views.open`)
         value = json.dumps({"thread": post.detail_thread})
-        blocks[0]["accessory"] = _button("Details", DETAILS_ACTION, value)
+        blocks[0]["accessory"] = button("Details", DETAILS_ACTION, value)
     if post.lines:
         blocks.append(context_block("\n".join(escape(line) for line in post.lines[-10:])))
     if post.summary:
@@ -649,15 +649,15 @@ def _buttons(post: ApprovalPost | ToolApprovalPost) -> Block:
         "type": "actions",
         "block_id": f"approval-{_slug(post.run_id)}"[:255],
         "elements": [
-            _button("Run", RUN_ACTION, value, style="primary"),
-            {**_button("Run all in this thread", RUN_ALL_ACTION, value), "confirm": _run_all_confirm()},
+            button("Run", RUN_ACTION, value, style="primary"),
+            {**button("Run all in this thread", RUN_ALL_ACTION, value), "confirm": _run_all_confirm()},
             *(
-                [_button("Edit", EDIT_ACTION, value)]
+                [button("Edit", EDIT_ACTION, value)]
                 if isinstance(post, ApprovalPost) and post.editable
                 else []
             ),
-            _button("Skip", SKIP_ACTION, value),
-            {**_button("Stop", STOP_ACTION, value, style="danger"), "confirm": confirm},
+            button("Skip", SKIP_ACTION, value),
+            {**button("Stop", STOP_ACTION, value, style="danger"), "confirm": confirm},
         ],
     }
 
@@ -679,16 +679,17 @@ def _run_all_confirm() -> Block:
     }
 
 
-def _button(label: str, action_id: str, value: str, *, style: str | None = None) -> Block:
-    button: Block = {
+def button(label: str, action_id: str, value: str, *, style: str | None = None) -> Block:
+    """A Block Kit button (shared by the thread's cards and the Home tab)."""
+    block: Block = {
         "type": "button",
         "text": {"type": "plain_text", "text": label},
         "action_id": action_id,
         "value": value,
     }
     if style:
-        button["style"] = style
-    return button
+        block["style"] = style
+    return block
 
 
 def _result_notes(post: ResultPost, *, cut: bool) -> str:
