@@ -25,6 +25,7 @@ from agentbot.sandbox.egress.grant import Grant, verify
 SECRET_ENV = "AGENTBOT_EGRESS_SECRET"
 HEAD_LIMIT = 65_536  # a request head larger than this is refused (squid's own default is 64 KB)
 CHUNK = 65_536
+HEAD_SECONDS = 30.0
 FORBIDDEN = b"HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
 
 
@@ -103,7 +104,12 @@ def grant_of(head: bytes, secret: bytes) -> Grant | None:
 def serve_one(client: socket.socket, secret: bytes, upstream: tuple[str, int], ledger: Ledger) -> None:
     """Relay one connection to squid, counting its bytes against its run."""
     with client:
-        head = read_head(client)
+        client.settimeout(HEAD_SECONDS)  # a connection that never sends its request does not hold a thread
+        try:
+            head = read_head(client)
+        except OSError:
+            return
+        client.settimeout(None)
         grant = grant_of(head, secret) if head is not None else None
         if head is None or grant is None or not ledger.join(grant, client):
             client.sendall(FORBIDDEN)

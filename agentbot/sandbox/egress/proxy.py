@@ -143,7 +143,7 @@ class EgressProxy:
             security_opt=["no-new-privileges"],
             mem_limit=self.options.memory,
             memswap_limit=self.options.memory,
-            pids_limit=256,
+            pids_limit=2048,  # the gate's threads count: a thread per open connection of every sandbox
             tmpfs={"/tmp": "rw,nosuid,nodev,noexec,size=64m,mode=1777"},
             binds={name: {"bind": SOCKET_DIR, "mode": "rw"}},
         )
