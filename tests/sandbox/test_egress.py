@@ -315,7 +315,7 @@ def test_a_run_over_the_byte_cap_is_cut_in_plain_http_and_in_tunnels(
         network="proxy",
         timeout=15.0,
         redis_url=f"redis://127.0.0.1:{host_redis}/0",
-        egress_bytes="1m",
+        egress_bytes=1024 * 1024,
         client=client,
     )
     workspace = f"egress-{uuid.uuid4().hex[:10]}"

@@ -64,7 +64,7 @@ class DockerExecutor:
         artifact_limit: int = 10_000_000,
         workspace_ttl: float = 7 * 86400,
         warm_seconds: float = 600.0,
-        egress_bytes: str = "200m",
+        egress_bytes: int = 200 * 1024 * 1024,
         egress_requests: int = 256,
         preimport: Sequence[str] = ("numpy", "pandas", "matplotlib.pyplot"),
         pool: int = 0,
@@ -77,7 +77,7 @@ class DockerExecutor:
         self.output_limit = output_limit
         self.artifact_limit = artifact_limit
         self.workspace_ttl = workspace_ttl
-        self.egress_bytes = parse_size(egress_bytes)
+        self.egress_bytes = egress_bytes
         self.egress_requests = egress_requests
         self.index_url = index_url
         self.egress: EgressProxy | None = None
@@ -113,7 +113,7 @@ class DockerExecutor:
             output_limit=settings.output_limit,
             artifact_limit=settings.artifact_limit,
             workspace_ttl=settings.workspace_ttl,
-            egress_bytes=str(settings.sandbox_egress_bytes),
+            egress_bytes=settings.sandbox_egress_bytes,
             egress_requests=settings.sandbox_egress_connections,
             index_url=settings.sandbox_index_url,
             redis_url=settings.redis_url,

@@ -5,8 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from urllib.parse import unquote
 
+from agentbot.conversation import hosts
 from agentbot.conversation.code import EgressReport
-from agentbot.sandbox.egress.grant import display_name, is_ip_literal
+from agentbot.sandbox.egress.grant import is_ip_literal
 
 _FIELDS = 9  # see squid.LOG_FORMAT
 ASKABLE = {"denied", "private"}
@@ -26,7 +27,7 @@ class Request:
 
     @property
     def name(self) -> str:
-        return display_name(self.host, self.port)
+        return hosts.name(self.host, self.port)  # as people allow it: the thread's entries match
 
     @property
     def refused(self) -> bool:

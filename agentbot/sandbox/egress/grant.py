@@ -204,11 +204,6 @@ def matches(entry: str, host: str, port: int, *, exact: bool = False) -> bool:
     return host == entry_host.strip("[]")
 
 
-def display_name(host: str, port: int) -> str:
-    """How people see and allow a host: `host` on ports 80 and 443, else `host:port`."""
-    return host if port in WEB_PORTS else join_host_port(host, port)
-
-
 def split_host_port(text: str, *, default: int) -> tuple[str, int]:
     """`host:port`, `[v6]:port`, `host` or `v6` into (host, port); `default` when no port is given."""
     if text.startswith("["):

@@ -83,13 +83,12 @@ class EgressProxy:
 
     def __init__(self, options: ProxyOptions) -> None:
         self.options = options
+        self._made: tuple[str, str, Never] | None = None
 
     def ensure(self, client: docker.DockerClient) -> Proxy:
         """The running proxy of this configuration, starting (or replacing) it when needed."""
         api = client.api
-        never = self._never(self.gateways(api), self.options.docker_url or str(api.base_url))
-        conf = squid.render(never, max_reply_bytes=self.options.max_reply_bytes)
-        name = PROXY_PREFIX + hashlib.sha256(f"{self.options.image}\0{conf}".encode()).hexdigest()[:12]
+        name, conf, never = self._configuration(api)
         try:
             info = api.inspect_container(name)
         except docker.errors.NotFound:
@@ -100,6 +99,16 @@ class EgressProxy:
             logger.warning("egress proxy %s is down: replacing it", name)
             _remove(api, info["Id"])
         return self._start(api, name, conf, never)
+
+    def _configuration(self, api: Any) -> tuple[str, str, Never]:
+        """The proxy's name, squid.conf and never-list: made once per process (a run then costs one
+        `inspect`), since the egress network's gateway and the Redis and Docker addresses stay put."""
+        if self._made is None:
+            never = self._never(self.gateways(api), self.options.docker_url or str(api.base_url))
+            conf = squid.render(never, max_reply_bytes=self.options.max_reply_bytes)
+            name = PROXY_PREFIX + hashlib.sha256(f"{self.options.image}\0{conf}".encode()).hexdigest()[:12]
+            self._made = (name, conf, never)
+        return self._made
 
     def log_since(self, client: docker.DockerClient, proxy: Proxy, since: float) -> str:
         """The proxy's access log from `since` (epoch seconds) on."""
