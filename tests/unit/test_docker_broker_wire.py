@@ -70,6 +70,12 @@ def answer(*chunks: bytes, nonce: str = "n1", limit: int = 100) -> Answer:
         ((b"AGENTBOT-BROKER n1 ran 5\nhel",), "ran", b"hel", False),
         ((b"noise\nAGENTBOT-BROKER n1 lost 0\n",), "lost", b"", True),
         ((b"AGENTBOT-BROKER other ran 2\nhi",), "", b"", False),  # never another request's answer
+        # A dead worker's run answered first: its report (a tar ends in NULs, no newline) is skipped
+        # by its size, in the same chunk as ours or in another.
+        ((b"AGENTBOT-BROKER other ran 4\n\0\0\0\0AGENTBOT-BROKER n1 none 0\n",), "none", b"", True),
+        ((b"AGENTBOT-BROKER other ran 4\n\0\0", b"\0\0", b"AGENTBOT-BROKER n1 none 0\n"), "none", b"", True),
+        ((b"AGENTBOT-BROKER other lost 0\nAGENTBOT-BROKER n1 ran 2\nhi",), "ran", b"hi", True),
+        ((b"AGENTBOT-BROKER other ran 9\nAGENTBOT-BROKER n1 ran 2\nhi",), "", b"", False),
         ((b"AGENTBOT-BROKER n1 ran 2\nhi and more",), "ran", b"hi", True),
     ],
 )

@@ -164,27 +164,35 @@ class Answer:
     size: int = -1
     received: int = 0
     pending: bytearray = field(default_factory=bytearray)
+    skipping: int = 0  # bytes left of another request's report
 
     @property
     def done(self) -> bool:
         return 0 <= self.size <= self.received
 
     def add(self, chunk: bytes) -> None:
+        if self.skipping:
+            skipped = min(self.skipping, len(chunk))
+            self.skipping -= skipped
+            chunk = chunk[skipped:]
         if self.size < 0:
             self.pending += chunk
             header, newline, rest = bytes(self.pending).partition(b"\n")
             if not newline:
                 return
+            self.pending.clear()
             parts = header.decode(errors="replace").split()
-            if len(parts) != 4 or parts[0] != "AGENTBOT-BROKER" or not parts[3].isdigit():
-                self.pending.clear()  # not an answer: skip the line
+            if len(parts) == 4 and parts[0] == "AGENTBOT-BROKER" and parts[3].isdigit():
+                if parts[1] == self.nonce:
+                    self.status, self.size = parts[2], int(parts[3])
+                    chunk = rest
+                else:  # the answer to a run a dead worker left behind: skip it and its report
+                    self.skipping = int(parts[3])
+                    self.add(rest)
+                    return
+            else:  # not an answer: skip the line
                 self.add(rest)
                 return
-            self.pending.clear()
-            if parts[1] != self.nonce:  # an answer to another request: cannot happen, but never ours
-                return
-            self.status, self.size = parts[2], int(parts[3])
-            chunk = rest
         room = self.size - self.received
         self.report.add(chunk[:room])
         self.received += min(len(chunk), room)
