@@ -4,6 +4,7 @@
     ├── ConfigError                a setting is missing or malformed (raised at start)
     ├── LLMError                   every configured model failed; `user_message` says why in words
     ├── SandboxError               the code sandbox could not run the code at all (engine down, no image)
+    │   └── EngineDownError        the Docker engine holding the workspace does not answer
     ├── PlatformError              the chat platform refused or failed a call
     ├── ToolError                  a tool could not be loaded or described (not: a call failed)
     └── StoreError                 conversation state could not be read or written
@@ -40,6 +41,12 @@ class SandboxError(AgentbotError):
     """The code sandbox could not run the code at all (not: the code failed)."""
 
     user_message = "The code sandbox is not available."
+
+
+class EngineDownError(SandboxError):
+    """The Docker engine that holds the workspace does not answer at all (not: it refused one call)."""
+
+    user_message = "The Docker engine that runs the code sandbox is not reachable."
 
 
 class PlatformError(AgentbotError):

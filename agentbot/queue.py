@@ -86,6 +86,8 @@ class RQJobQueue:
         scheduler: bool = True,
     ) -> None:
         self._queue = Queue(queue_name, connection=client, serializer=JSONSerializer)
+        self._client = client
+        self._engine_queues: dict[str, Queue] = {}
         self._enqueue_script = client.register_script(ENQUEUE_STEP_LUA + "return enqueue_step(0, 0)")
         self._timeout = step_timeout
         self._intervals = retry_intervals or RETRY_INTERVALS
@@ -94,18 +96,26 @@ class RQJobQueue:
 
     @property
     def queue(self) -> Queue:
+        """The general queue: every step, but the sandbox steps of an engine other workers serve."""
         return self._queue
 
-    def enqueue_step(self, key: ConversationKey) -> None:
+    def engine_queue(self, engine: str) -> Queue:
+        """The queue of `engine`'s sandbox steps, taken by the workers serving it (before the general one)."""
+        if engine not in self._engine_queues:
+            name = f"{self._queue.name}-engine-{engine}"
+            self._engine_queues[engine] = Queue(name, connection=self._client, serializer=JSONSerializer)
+        return self._engine_queues[engine]
+
+    def enqueue_step(self, key: ConversationKey, *, engine: str | None = None) -> None:
         try:
-            writes = self.step_writes(key)
+            writes = self.step_writes(key, self.engine_queue(engine) if engine else self._queue)
             self._enqueue_script(keys=writes.keys, args=writes.args)
         except redis.RedisError as exc:
             raise StoreError(f"redis: step not enqueued: {exc}", retryable=True) from exc
 
-    def step_writes(self, key: ConversationKey) -> StepWrites:
+    def step_writes(self, key: ConversationKey, queue: Queue | None = None) -> StepWrites:
         """A step for `key`, as `ENQUEUE_STEP_LUA` writes it (`RedisStore.append_event_once` runs it too)."""
-        queue = self._queue
+        queue = queue or self._queue
         job = queue.create_job(
             STEP_FUNCTION, args=(key.model_dump(),), job_id=f"step-{key.slug}-{uuid.uuid4().hex[:12]}",
             timeout=self._timeout, status=JobStatus.RATE_LIMITED, **self._options(key),

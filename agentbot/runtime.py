@@ -10,6 +10,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import logging
 import sys
 from dataclasses import dataclass, field
@@ -21,7 +23,7 @@ import fakeredis
 import redis
 
 from agentbot.conversation.driver import Ports
-from agentbot.conversation.ports import LLM, ChatPlatform, CodeExecutor
+from agentbot.conversation.ports import LLM, ChatPlatform, CodeExecutor, Engines
 from agentbot.errors import ConfigError
 from agentbot.llm.openai_chat import OpenAIChat
 from agentbot.metrics import MeteredExecutor, MeteredStore, Metrics, metered_llm
@@ -34,8 +36,10 @@ from agentbot.teams import Catalog, load_catalog
 from agentbot.tools.client import ToolHost
 
 if TYPE_CHECKING:
+    from rq import Queue
     from slack_bolt.adapter.socket_mode import SocketModeHandler
 
+    from agentbot.sandbox.docker import DockerExecutor
     from agentbot.slack.app import Bridge
     from agentbot.web import ServerOptions, WebApp
 
@@ -76,7 +80,38 @@ class Runtime:
 
     @cached_property
     def executor(self) -> CodeExecutor:
+        """The executor of a process with one sandbox; with Docker, that of the first engine served."""
+        if self.docker_executors:
+            return next(iter(self.docker_executors.values()))
         return build_executor(self.settings)
+
+    @cached_property
+    def docker_executors(self) -> dict[str, DockerExecutor]:
+        """One executor per Docker engine this process serves (none for the other executors)."""
+        if self.settings.executor != "docker":
+            return {}
+        from agentbot.sandbox.docker import DockerExecutor  # noqa: PLC0415  # the docker SDK loads when used
+
+        served = self.settings.served_engines()
+        return {spec.name: DockerExecutor.from_settings(self.settings, spec) for spec in served}
+
+    @cached_property
+    def engines(self) -> Engines | None:
+        """The Docker engines (`AGENTBOT_DOCKER_HOSTS`): where each conversation's workspace lives."""
+        if not self.docker_executors:
+            return None
+        from agentbot.sandbox.engines import DockerEngines  # noqa: PLC0415
+
+        raw = self.docker_executors
+        metered = {name: MeteredExecutor(executor, self.metrics) for name, executor in raw.items()}
+        return DockerEngines(
+            self.settings.docker_hosts, metered, self.redis, ping=lambda name: raw[name].ping()
+        )
+
+    def step_queues(self) -> list[Queue]:
+        """The queues this process's workers take steps from: its engines' sandbox steps first."""
+        engines = [self.queue.engine_queue(name) for name in self.docker_executors]
+        return [*engines, self.queue.queue]
 
     @cached_property
     def tools(self) -> ToolHost:
@@ -90,10 +125,8 @@ class Runtime:
 
     def settle(self) -> None:
         """Let adapters finish work they do in the background (the sandbox's next supervisor)."""
-        if "executor" in self.__dict__:  # built: a step that ran no code need not wait for anything
-            settle = getattr(self.executor, "settle", None)
-            if callable(settle):
-                settle()
+        for executor in self.__dict__.get("docker_executors", {}).values():  # built: a step ran code
+            executor.settle()
 
     def ports(self) -> Ports:
         return Ports(
@@ -106,6 +139,7 @@ class Runtime:
             teams=self.teams,
             egress=self.settings.egress(),
             tools=self.tools,
+            engines=self.engines,
         )
 
 
@@ -283,15 +317,14 @@ def run_worker(settings: Settings, *, burst: bool = False, simple: bool = False)
         rt = Runtime(settings=settings, redis=client, platform=platform, embedded=False)
         install(rt)
         rt.ports()  # fail at start, with one clear line, if the LLM or executor is misconfigured
-        _housekeeping(rt.executor)
+        _housekeeping(rt)
         if not burst:
-            _start_housekeeper(settings)
+            _start_housekeepers(rt)
         if settings.metrics_port:
             metrics.serve(settings.metrics_port, rt.metrics)
         rt.tools.start()  # in the parent: each forked horse talks to this one host (MCP servers stay up)
-        logger.info(
-            "worker: taking steps from queue %r%s", rt.queue_name, " until it is empty" if burst else ""
-        )
+        queues = ", ".join(repr(queue.name) for queue in rt.step_queues())
+        logger.info("worker: taking steps from %s%s", queues, " until they are empty" if burst else "")
         try:
             work(rt, burst=burst, simple=simple)
         finally:
@@ -299,28 +332,54 @@ def run_worker(settings: Settings, *, burst: bool = False, simple: bool = False)
     return 0
 
 
-def _start_housekeeper(settings: Settings) -> None:
-    """While the worker runs: retire idle sandbox containers on time and keep the warm pool full."""
-    if settings.executor != "docker":
-        return
+def _start_housekeepers(rt: Runtime) -> None:
+    """While the worker runs, per engine served: retire idle sandbox containers on time, keep the warm
+    pool full, and tell every process whether the engine answers (`DockerEngines.report`)."""
     from agentbot.sandbox.docker import DockerExecutor  # noqa: PLC0415
     from agentbot.sandbox.docker.housekeeping import Housekeeper  # noqa: PLC0415
+    from agentbot.sandbox.engines import DockerEngines  # noqa: PLC0415
 
-    Housekeeper(DockerExecutor.from_settings(settings)).start()  # its own client, not the jobs' one
-
-
-def _housekeeping(executor: CodeExecutor) -> None:
-    """At worker start: retire sandbox containers left by dead workers, drop idle workspaces."""
-    from agentbot.errors import SandboxError  # noqa: PLC0415
-    from agentbot.sandbox.docker import DockerExecutor  # noqa: PLC0415
-
-    if not isinstance(executor, DockerExecutor):
+    engines = rt.engines
+    if not isinstance(engines, DockerEngines):
         return
-    try:
-        executor.reap()
-        executor.cleanup_idle()
-    except SandboxError as exc:  # the engine may be down now; runs will say so in their threads
-        logger.warning("sandbox housekeeping skipped: %s", exc)
+    for spec in rt.settings.served_engines():
+        executor = DockerExecutor.from_settings(rt.settings, spec)  # its own client, not the jobs' one
+        report = functools.partial(engines.report, spec.name)
+        Housekeeper(executor, name=_engine_label(rt, spec.name), report=report).start()
+
+
+def _housekeeping(rt: Runtime) -> None:
+    """At worker start: retire sandbox containers left by dead workers, drop idle workspaces; one line
+    when no engine of this worker answers (runs say so in their threads; housekeeping keeps looking)."""
+    from agentbot.errors import EngineDownError, SandboxError  # noqa: PLC0415
+    from agentbot.sandbox.engines import DockerEngines  # noqa: PLC0415
+
+    down: list[str] = []
+    for name, executor in rt.docker_executors.items():
+        up = True
+        try:
+            executor.reap()
+            executor.cleanup_idle()
+        except EngineDownError as exc:
+            up = False
+            down.append(f"{name}: {exc}" if len(rt.docker_executors) > 1 else str(exc))
+        except SandboxError as exc:  # it answers but refused: runs will say so in their threads
+            logger.warning("sandbox housekeeping%s skipped: %s", _engine_label(rt, name, " of "), exc)
+        if isinstance(rt.engines, DockerEngines):
+            with contextlib.suppress(redis.RedisError):
+                rt.engines.report(name, up)
+    if down and len(down) == len(rt.docker_executors):
+        logger.warning(
+            "worker: no Docker engine of this worker answers (%s); taking steps anyway and retrying",
+            "; ".join(down),
+        )
+    elif down:
+        logger.warning("worker: Docker engine(s) down (%s); retrying", "; ".join(down))
+
+
+def _engine_label(rt: Runtime, name: str, prefix: str = "") -> str:
+    """An engine's name in log lines, when there is more than one to tell apart."""
+    return f"{prefix}{name}" if len(rt.settings.docker_hosts) > 1 else ""
 
 
 # -- the console and the doctor ----------------------------------------------------------------------

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Literal
 from urllib.parse import urlsplit
@@ -21,6 +23,72 @@ _UNITS = {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3}
 
 def _env(name: str) -> AliasChoices:
     return AliasChoices(name)
+
+
+# -- Docker engines (AGENTBOT_DOCKER_HOSTS; the adapter is agentbot.sandbox.engines) --
+
+DEFAULT_ENGINE = "default"
+_ENGINE_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,31}$")
+_ENGINE_SCHEMES = ("unix", "tcp", "ssh", "http", "https")
+
+
+@dataclass(frozen=True)
+class EngineSpec:
+    """One Docker engine: its name (kept in conversation state and queue names) and URL (None: the
+    environment's, as the docker SDK's `from_env` finds it)."""
+
+    name: str
+    url: str | None = None
+
+
+def parse_hosts(text: str) -> tuple[EngineSpec, ...]:
+    """`AGENTBOT_DOCKER_HOSTS`: `name=url` entries, commas between; one bare URL is the `default` engine.
+
+    Raises `ValueError` with one line for a bad name, URL or repeat.
+    """
+    entries = [part.strip() for part in text.split(",") if part.strip()]
+    if not entries:
+        return (EngineSpec(DEFAULT_ENGINE),)
+    if len(entries) == 1 and "=" not in entries[0]:
+        return (EngineSpec(DEFAULT_ENGINE, _engine_url(entries[0])),)
+    specs: list[EngineSpec] = []
+    for entry in entries:
+        name, equals, url = (part.strip() for part in entry.partition("="))
+        if not equals:
+            raise ValueError(f"{entry!r}: give each engine a name, as name=url (e.g. a=tcp://10.0.0.7:2375)")
+        specs.append(EngineSpec(check_name(name), _engine_url(url)))
+    names = [spec.name for spec in specs]
+    repeated = sorted({name for name in names if names.count(name) > 1})
+    if repeated:
+        raise ValueError(f"engine names must differ: {', '.join(repeated)} given twice")
+    return tuple(specs)
+
+
+def check_name(name: str) -> str:
+    if not _ENGINE_NAME.match(name):
+        raise ValueError(f"{name!r} is not an engine name (lower-case letters, digits, - and _; at most 32)")
+    return name
+
+
+def _engine_url(value: str) -> str:
+    parts = urlsplit(value)
+    if parts.scheme not in _ENGINE_SCHEMES or not (parts.netloc or parts.path):
+        raise ValueError(f"{value!r} is not a Docker engine URL (unix://PATH, tcp://HOST:PORT or ssh://HOST)")
+    return value
+
+
+def served_engines(specs: Sequence[EngineSpec], wanted: Sequence[str]) -> tuple[EngineSpec, ...]:
+    """The engines a worker serves: those of `wanted` that exist (all when it is empty).
+
+    `ValueError` when none of `wanted` exists: such a worker could never run code.
+    """
+    if not wanted:
+        return tuple(specs)
+    served = tuple(spec for spec in specs if spec.name in wanted)
+    if not served:
+        known = ", ".join(spec.name for spec in specs)
+        raise ValueError(f"{', '.join(wanted)}: none is in AGENTBOT_DOCKER_HOSTS ({known})")
+    return served
 
 
 class Settings(BaseSettings):
@@ -65,6 +133,14 @@ class Settings(BaseSettings):
 
     # Code execution
     executor: Literal["docker", "local", "none"] = Field("docker", validation_alias=_env("AGENTBOT_EXECUTOR"))
+    # `name=url` per engine (engines.py); unset: the environment's one engine, named `default`
+    docker_hosts: Annotated[tuple[EngineSpec, ...], NoDecode] = Field(
+        (EngineSpec(DEFAULT_ENGINE),), validation_alias=_env("AGENTBOT_DOCKER_HOSTS")
+    )
+    # the engines `agentbot worker` serves, by name (unset: all of them)
+    worker_engines: Annotated[tuple[str, ...], NoDecode] = Field(
+        (), validation_alias=_env("AGENTBOT_WORKER_ENGINES")
+    )
     workdir: Path = Field(Path(".agentbot/workspaces"), validation_alias=_env("AGENTBOT_WORKDIR"))
     sandbox_image: str = Field("agentbot-sandbox:latest", validation_alias=_env("AGENTBOT_SANDBOX_IMAGE"))
     sandbox_timeout: float = Field(60.0, gt=0, validation_alias=_env("AGENTBOT_SANDBOX_TIMEOUT"))
@@ -125,6 +201,18 @@ class Settings(BaseSettings):
     @classmethod
     def _path_as_text(cls, value: object) -> object:
         return str(value) if isinstance(value, Path) else value
+
+    @field_validator("docker_hosts", mode="before")
+    @classmethod
+    def _engines(cls, value: object) -> object:
+        return parse_hosts(value) if isinstance(value, str) else value
+
+    @field_validator("worker_engines", mode="before")
+    @classmethod
+    def _engine_names(cls, value: object) -> object:
+        if isinstance(value, str):
+            return tuple(check_name(part.strip()) for part in value.split(",") if part.strip())
+        return value
 
     @field_validator("model", "approvers", "config_tags", "sandbox_preimport", mode="before")
     @classmethod
@@ -191,6 +279,14 @@ class Settings(BaseSettings):
         if match is None:
             raise ValueError("expected a size such as 200m, 1g or a number of bytes")
         return int(match.group(1)) * _UNITS[match.group(2).lower()]
+
+    def served_engines(self) -> tuple[EngineSpec, ...]:
+        """The engines this worker serves (`AGENTBOT_WORKER_ENGINES`, all when unset); `ConfigError` when
+        it names an engine `AGENTBOT_DOCKER_HOSTS` does not have."""
+        try:
+            return served_engines(self.docker_hosts, self.worker_engines)
+        except ValueError as exc:
+            raise ConfigError(f"AGENTBOT_WORKER_ENGINES: {exc}") from exc
 
     def policy(self) -> Policy:
         """The conversation rules these settings give (a team definition may override them)."""

@@ -105,7 +105,7 @@ def run_worker(runtime: Runtime, *, burst: bool = False, simple: bool = False) -
     """Work the step queue in this process until stopped (or, with `burst`, until it is empty)."""
     worker_class = SimpleWorker if simple else LeasedWorker
     worker = worker_class(
-        [runtime.queue.queue],
+        runtime.step_queues(),
         connection=runtime.redis,
         serializer=JSONSerializer,
         maintenance_interval=MAINTENANCE_INTERVAL,
@@ -116,7 +116,7 @@ def run_worker(runtime: Runtime, *, burst: bool = False, simple: bool = False) -
 
 def start_thread_worker(runtime: Runtime) -> threading.Thread:
     """Run steps in a daemon thread of this process (embedded mode and the console)."""
-    worker = ThreadWorker([runtime.queue.queue], connection=runtime.redis, serializer=JSONSerializer)
+    worker = ThreadWorker(runtime.step_queues(), connection=runtime.redis, serializer=JSONSerializer)
     thread = threading.Thread(
         target=worker.work, kwargs={"logging_level": "WARNING"}, name="agentbot-worker", daemon=True
     )

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 
 from agentbot.conversation import delegation, engine, live, speakers, toolcalls
@@ -22,6 +22,7 @@ from agentbot.conversation.ports import (
     ChatPlatform,
     CodeExecutor,
     ConversationStore,
+    Engines,
     JobQueue,
     LivePlatform,
     TeamCatalog,
@@ -33,12 +34,13 @@ from agentbot.conversation.state import (
     ConversationState,
     EgressState,
     OutboxItem,
+    PendingRun,
     Phase,
     Policy,
 )
 from agentbot.conversation.team import TeamChoice
 from agentbot.conversation.tools import ToolOutcome
-from agentbot.errors import LLMError, PlatformError, SandboxError, ToolError
+from agentbot.errors import EngineDownError, LLMError, PlatformError, SandboxError, ToolError
 
 logger = logging.getLogger(__name__)
 
@@ -65,6 +67,7 @@ class Ports:
     teams: TeamCatalog | None = None  # None: every conversation is the assistant + user proxy pair
     egress: EgressState = field(default_factory=EgressState)  # the workspace's network lists (settings)
     tools: Toolbox | None = None  # None: agents' tools are not available in this process
+    engines: Engines | None = None  # None: one sandbox, `executor`, for every conversation
 
 
 def submit(store: ConversationStore, queue: JobQueue, key: ConversationKey, event: Event) -> str:
@@ -92,8 +95,19 @@ def step(ports: Ports, key: ConversationKey) -> ConversationState | None:
     if isinstance(after, engine.Wait):
         _wake_later(ports, key, after)
     else:
-        ports.queue.enqueue_step(key)
+        ports.queue.enqueue_step(key, engine=_engine_elsewhere(ports, state, after))
     return state
+
+
+def _engine_elsewhere(ports: Ports, state: ConversationState, action: engine.Action) -> str | None:
+    """The engine whose workers must take the next step: a sandbox action on an engine not served here."""
+    if ports.engines is None or not _in_sandbox(action) or not state.sandbox_engine:
+        return None
+    return None if ports.engines.executor(state.sandbox_engine) else state.sandbox_engine
+
+
+def _in_sandbox(action: engine.Action) -> bool:
+    return isinstance(action, engine.RunCode | engine.ImportFiles)
 
 
 def _expire(ports: Ports, state: ConversationState) -> ConversationState:
@@ -176,17 +190,28 @@ def _recover(ports: Ports, state: ConversationState) -> ConversationState:
 
 
 def _perform(ports: Ports, state: ConversationState, action: engine.Action) -> ConversationState:
+    if isinstance(action, engine.RunCode | engine.ImportFiles):
+        return _perform_in_sandbox(ports, state, action)
     if isinstance(action, engine.CallLLM):
         return _call_llm(ports, state, action)
-    if isinstance(action, engine.RunCode):
-        return _run_code(ports, state, action)
     if isinstance(action, engine.CallTool):
         return _call_tool(ports, state, action)
-    if isinstance(action, engine.ImportFiles):
-        return _import_files(ports, state, action)
     if isinstance(action, engine.SelectSpeaker | engine.Delegate | engine.CancelSubTeams):
         return _perform_for_team(ports, state, action)
     return state
+
+
+def _perform_in_sandbox(
+    ports: Ports, state: ConversationState, action: engine.RunCode | engine.ImportFiles
+) -> ConversationState:
+    if ports.engines is not None:
+        state, placed = _place(ports, ports.engines, state)
+        if placed is None:
+            return state  # another engine's workers take it: `step` enqueues it on that engine's queue
+        ports = placed
+    if isinstance(action, engine.RunCode):
+        return _run_code(ports, state, action)
+    return _import_files(ports, state, action)
 
 
 def _perform_for_team(
@@ -311,14 +336,47 @@ def _cancel_subteams(
     return ports.store.save(delegation.on_cancelled(state))
 
 
+def _place(
+    ports: Ports, engines: Engines, state: ConversationState
+) -> tuple[ConversationState, Ports | None]:
+    """Where a sandbox action runs: `ports` with the executor of the conversation's engine when this
+    process serves it, else None (its workers do). A conversation without an engine is pinned first, to
+    one that is up; when none is, or the pinned one is down and served elsewhere, the thread is told."""
+    name = state.sandbox_engine
+    if not name:
+        name = engines.choose(state.key, avoid=state.engines_left) or ""
+        if not name:
+            none_up = SandboxError("no Docker engine is up", user_message="No Docker engine is up right now.")
+            return ports.store.save(_sandbox_failed(ports, state, none_up)), None
+        state = ports.store.save(state.evolve(sandbox_engine=name))
+        logger.info("conversation %s: workspace on Docker engine %s", state.key.id, name)
+    executor = engines.executor(name)
+    if executor is not None:
+        return state, replace(ports, executor=executor)
+    if not engines.is_up(name):
+        down = EngineDownError(f"no worker reports Docker engine {name} up")
+        return ports.store.save(_sandbox_failed(ports, state, down)), None
+    return state, None
+
+
+def _sandbox_failed(ports: Ports, state: ConversationState, exc: SandboxError) -> ConversationState:
+    """What people see when the sandbox could not take an action at all (the run is offered again)."""
+    logger.warning("conversation %s: sandbox failed: %s", state.key.id, str(exc))
+    if not isinstance(state.run, PendingRun) or state.phase is not Phase.RUNNING:
+        return engine.on_failure(state, f"The code sandbox is not available: {exc.user_message}")
+    if isinstance(exc, EngineDownError) and state.sandbox_engine:
+        others = ports.engines is not None and len(ports.engines.names) > 1
+        return engine.on_engine_down(state, ports.clock(), elsewhere=others)
+    return engine.on_sandbox_error(state, exc.user_message, ports.clock())
+
+
 def _run_code(ports: Ports, state: ConversationState, action: engine.RunCode) -> ConversationState:
     state = ports.store.save(engine.on_run_started(state))
     ports.platform.set_status(state.key, "is running the code…", activity="running")
     try:
         result = ports.executor.run(state.key.slug, action.run.blocks, grant=state.egress.grant())
     except SandboxError as exc:
-        logger.warning("conversation %s: sandbox failed: %s", state.key.id, exc)
-        state = engine.on_sandbox_error(state, exc.user_message, ports.clock())
+        state = _sandbox_failed(ports, state, exc)
     else:
         if result.artifacts:
             ports.store.put_artifacts(f"{state.key.slug}-{action.run.run_id}", result.artifacts)

@@ -86,6 +86,7 @@ _STOP_WORDS = {"stop", "exit", "quit"}
 _MANUAL = "manual"  # a reply that turns Run all off
 _RUN_STATUS: dict[RunOutcome, RunStatus] = {
     "approved": "approved",
+    "moved": "approved",  # approved to run on another engine (the workspace's engine was down)
     "run_all": "approved",
     "edited": "cancelled",  # the edited code runs as a run of its own
     "skipped": "skipped",
@@ -228,8 +229,32 @@ def _approve(state: ConversationState, event: Approve | RunAll, now: datetime) -
     if isinstance(event, RunAll):
         state = _decide(state.evolve(run_all_by=event.user_id), "run_all", event.user_id, now)
         return _to(_emit(state, NoticePost(text=run_all_text(event.user_id))), Phase.RUNNING)
+    if isinstance(event, Approve) and event.elsewhere and state.run and state.run.engine_down:
+        return _to(_move(_decide(state, "moved", event.user_id, now), event.user_id), Phase.RUNNING)
     state = _decide(state, "approved", event.user_id, now)
     return _to(state, Phase.RUNNING)
+
+
+def _move(state: ConversationState, user_id: str) -> ConversationState:
+    """People chose to go on without the engine that holds the workspace: the next sandbox action
+    picks another engine, where the workspace starts empty (the assistant is told so)."""
+    left = state.sandbox_engine
+    text = (
+        f"<@{user_id}> moved this conversation off the Docker engine `{left}`: its code runs on another "
+        f"engine from now on, in a new, empty workspace (the files on `{left}` stay there)."
+    )
+    note = Message(
+        speaker=state.policy.proxy_name,
+        role="user",
+        content="The working directory was moved to a new, empty one: files made or shared earlier are gone.",
+        kind="auto",
+    )
+    state = _append(_emit(state, NoticePost(text=text)), note)
+    return state.evolve(
+        sandbox_engine="",
+        engines_left=tuple(dict.fromkeys((*state.engines_left, left))) if left else state.engines_left,
+        workspace_files=(),
+    )
 
 
 def _approve_calls(state: ConversationState, event: Approve | RunAll, now: datetime) -> ConversationState:
@@ -681,6 +706,19 @@ def on_sandbox_error(state: ConversationState, reason: str, now: datetime) -> Co
     return _propose_run(state, blocks, now)
 
 
+def on_engine_down(state: ConversationState, now: datetime, *, elsewhere: bool) -> ConversationState:
+    """The engine holding the workspace does not answer: say so plainly and offer the same code again,
+    with *Continue on another engine* when there is another (`elsewhere`); else people wait for it."""
+    assert state.run is not None
+    name = state.sandbox_engine
+    text = f"The Docker engine `{name}` that holds this conversation's files is not answering, so the code "
+    text += "did not run. Press *Run* to try again once it is back"
+    text += ", or *Continue on another engine* to go on now in a new, empty workspace." if elsewhere else "."
+    blocks = state.run.blocks
+    state = _emit(state, NoticePost(text=text, level="error"))
+    return _propose_run(state, blocks, now, engine_down=name if elsewhere else "")
+
+
 def on_files_imported(
     state: ConversationState, names: tuple[str, ...], problems: tuple[str, ...]
 ) -> ConversationState:
@@ -705,8 +743,10 @@ def on_failure(state: ConversationState, text: str) -> ConversationState:
 # ---------------------------------------------------------------- helpers
 
 
-def _propose_run(state: ConversationState, blocks: tuple[CodeBlock, ...], now: datetime) -> ConversationState:
-    run = _new_run(state, blocks, now)
+def _propose_run(
+    state: ConversationState, blocks: tuple[CodeBlock, ...], now: datetime, *, engine_down: str = ""
+) -> ConversationState:
+    run = _new_run(state, blocks, now).evolve(engine_down=engine_down)
     state = _with_run(state, run).evolve(run_seq=state.run_seq + 1)
     return _to(_emit(state, _card(state, run), ref=f"card:{run.run_id}"), Phase.AWAITING_APPROVAL)
 
@@ -723,6 +763,7 @@ def _card(state: ConversationState, run: PendingRun, decision: Decision | None =
         decision=decision,
         network=network_line(state.egress),
         editable=editable_code(run.blocks) is not None,
+        engine_down=run.engine_down,
     )
 
 

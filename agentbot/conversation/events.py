@@ -59,11 +59,16 @@ class HumanMessage(_Event):
 
 
 class Approve(_Event):
-    """The Run button: run the pending code, if it is still the code the card showed."""
+    """The Run button: run the pending code, if it is still the code the card showed.
+
+    `elsewhere`: the card's *Continue on another engine* (the engine holding the workspace is down):
+    run it on another engine, in a new, empty workspace.
+    """
 
     type: Literal["approve"] = "approve"
     run_id: str
     code_hash: str
+    elsewhere: bool = False
 
 
 class RunAll(_Event):

@@ -195,10 +195,36 @@ class ConversationStore(Protocol):
     def get_artifacts(self, run_id: str) -> list[Artifact]: ...
 
 
+class Engines(Protocol):
+    """The Docker engines code can run on (`AGENTBOT_DOCKER_HOSTS`), as this process sees them.
+
+    A conversation's workspace lives on one engine, recorded in its state at its first sandbox action.
+    """
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        """Every configured engine."""
+        ...
+
+    def executor(self, name: str) -> CodeExecutor | None:
+        """The executor of engine `name` when this process serves it, else None (its workers do)."""
+        ...
+
+    def is_up(self, name: str) -> bool:
+        """Whether engine `name` answers and some worker serves it."""
+        ...
+
+    def choose(self, key: ConversationKey, avoid: Sequence[str] = ()) -> str | None:
+        """An engine that is up for `key`'s new workspace, not one of `avoid`; None when none is."""
+        ...
+
+
 class JobQueue(Protocol):
     """Runs `agentbot.jobs.step` for a conversation soon, never two at once for one conversation."""
 
-    def enqueue_step(self, key: ConversationKey) -> None: ...
+    def enqueue_step(self, key: ConversationKey, *, engine: str | None = None) -> None:
+        """A step soon; with `engine`, on the queue of the workers serving that Docker engine."""
+        ...
 
     def enqueue_step_at(self, key: ConversationKey, at: datetime, *, name: str) -> None:
         """Run a step for `key` at `at` (not before); one per `name` per conversation, repeats ignored."""

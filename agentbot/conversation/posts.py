@@ -27,7 +27,7 @@ class AgentPost(BaseModel):
         return AgentPost(speaker=self.speaker, text=self.text, icon=self.icon, feedback_turn=turn)
 
 
-RunOutcome = Literal["approved", "run_all", "edited", "skipped", "stopped", "expired", "superseded"]
+RunOutcome = Literal["approved", "moved", "run_all", "edited", "skipped", "stopped", "expired", "superseded"]
 
 
 class Decision(BaseModel):
@@ -55,6 +55,7 @@ class ApprovalPost(BaseModel):
     decision: Decision | None = None
     network: str = ""  # the network the run will have, in words (`egress.network_line`)
     editable: bool = False  # people may edit the code before it runs (one language: `edit.editable_code`)
+    engine_down: str = ""  # the engine holding the workspace is down: offer to continue on another one
 
 
 class ToolCallView(BaseModel):

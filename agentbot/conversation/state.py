@@ -184,6 +184,7 @@ class PendingRunChanges(TypedDict, total=False):
     status: RunStatus
     decided_by: str | None
     by_run_all: bool
+    engine_down: str
 
 
 class PendingRun(BaseModel):
@@ -201,6 +202,7 @@ class PendingRun(BaseModel):
     status: RunStatus = "awaiting_approval"
     decided_by: str | None = None
     by_run_all: bool = False  # approved without a card, because Run all is on
+    engine_down: str = ""  # the engine holding the workspace did not answer: the card offers to move
 
     def evolve(self, **changes: Unpack[PendingRunChanges]) -> PendingRun:
         """A copy with `changes`: unlike `model_copy(update=...)`, mypy checks every name and type."""
@@ -482,6 +484,8 @@ class ConversationStateChanges(TypedDict, total=False):
     tool_round: ToolRound | None
     tool_seq: int
     live: LiveReply | None
+    sandbox_engine: str
+    engines_left: tuple[str, ...]
 
 
 class ConversationState(BaseModel):
@@ -517,6 +521,8 @@ class ConversationState(BaseModel):
     tool_round: ToolRound | None = None  # tool calls proposed and not yet all answered
     tool_seq: int = 0
     live: LiveReply | None = None  # an agent reply being shown as the model writes it
+    sandbox_engine: str = ""  # the Docker engine holding the workspace ("" until its first sandbox action)
+    engines_left: tuple[str, ...] = ()  # engines people moved the conversation away from (they were down)
 
     def evolve(self, **changes: Unpack[ConversationStateChanges]) -> ConversationState:
         """A copy with `changes`: unlike `model_copy(update=...)`, mypy checks every name and type."""

@@ -46,13 +46,22 @@ EDIT_ACTION = "edit_code"  # opens the Edit modal (its submission is a `view_sub
 EDIT_CALLBACK = "edit_code"  # the Edit modal's `callback_id`
 EDIT_BLOCK = "code"  # the Edit modal's input block and element
 FEEDBACK_ACTION = "feedback"  # thumbs up / down under a final answer
+MOVE_ACTION = "move_engine"  # Run on another Docker engine (the workspace's engine is down)
 SKIP_ACTION = "skip_code"
 STOP_ACTION = "stop_session"
 ALLOW_HOST_ACTION = "allow_host"  # blocked-hosts card: Allow and run again
 DENY_HOST_ACTION = "deny_host"  # blocked-hosts card: Keep blocked
 PICK_ACTION = "pick_speaker"  # one button per agent: `pick_speaker:<n>` (action ids are unique per block)
 DETAILS_ACTION = "subteam_details"  # a sub-team message's Details button: its transcript in a modal
-_ENGINE_ACTIONS = (RUN_ACTION, RUN_ALL_ACTION, SKIP_ACTION, STOP_ACTION, ALLOW_HOST_ACTION, DENY_HOST_ACTION)
+_ENGINE_ACTIONS = (
+    RUN_ACTION,
+    MOVE_ACTION,
+    RUN_ALL_ACTION,
+    SKIP_ACTION,
+    STOP_ACTION,
+    ALLOW_HOST_ACTION,
+    DENY_HOST_ACTION,
+)
 ACTION_PATTERN = re.compile(rf"^({'|'.join(_ENGINE_ACTIONS)}|{FEEDBACK_ACTION}|{PICK_ACTION}(:\d+)?)$")
 
 # Message subtypes that are still a person writing in the thread; every other subtype (edits,
@@ -480,8 +489,14 @@ def _button_event(action: Payload, *, event_id: str, user_id: str, key: Conversa
         return _feedback(action, event_id=event_id, user_id=user_id, key=key)
     run_id, code_hash = _button_value(action.get("value"))
     event: Event
-    if action_id == RUN_ACTION:
-        event = Approve(event_id=event_id, user_id=user_id, run_id=run_id, code_hash=code_hash)
+    if action_id in (RUN_ACTION, MOVE_ACTION):
+        event = Approve(
+            event_id=event_id,
+            user_id=user_id,
+            run_id=run_id,
+            code_hash=code_hash,
+            elsewhere=action_id == MOVE_ACTION,
+        )
     elif action_id == RUN_ALL_ACTION:
         event = RunAll(event_id=event_id, user_id=user_id, run_id=run_id, code_hash=code_hash)
     elif action_id == SKIP_ACTION:

@@ -42,6 +42,7 @@ from agentbot.slack.parse import (
     DETAILS_ACTION,
     EDIT_ACTION,
     FEEDBACK_ACTION,
+    MOVE_ACTION,
     PICK_ACTION,
     RUN_ACTION,
     RUN_ALL_ACTION,
@@ -80,6 +81,10 @@ RUN_ALL_NOTE = (
 _LEVEL_EMOJI = {"info": ":information_source:", "warning": ":warning:", "error": ":x:"}
 _OUTCOME = {
     "approved": (":white_check_mark:", "Approved by {who}"),
+    "moved": (
+        ":twisted_rightwards_arrows:",
+        "Approved by {who} on another engine, in a new, empty workspace",
+    ),
     "run_all": (":fast_forward:", "Approved by {who}, with every later run in this thread (Run all)"),
     "edited": (":pencil2:", "Edited by {who}; the edited code runs instead"),
     "skipped": (":next_track_button:", "Skipped by {who}"),
@@ -650,6 +655,11 @@ def _buttons(post: ApprovalPost | ToolApprovalPost) -> Block:
         "block_id": f"approval-{_slug(post.run_id)}"[:255],
         "elements": [
             button("Run", RUN_ACTION, value, style="primary"),
+            *(
+                [button("Continue on another engine", MOVE_ACTION, value)]
+                if isinstance(post, ApprovalPost) and post.engine_down
+                else []
+            ),
             {**button("Run all in this thread", RUN_ALL_ACTION, value), "confirm": _run_all_confirm()},
             *(
                 [button("Edit", EDIT_ACTION, value)]

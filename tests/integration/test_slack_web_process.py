@@ -19,6 +19,7 @@ from typing import Any
 
 import pytest
 import redis
+from rq import Queue
 
 from agentbot.conversation.events import Start
 from agentbot.conversation.state import ConversationKey, ConversationState, Policy
@@ -95,8 +96,8 @@ class FlakyQueue(RQJobQueue):
 
     fail = True
 
-    def step_writes(self, key: ConversationKey) -> StepWrites:
-        writes = super().step_writes(key)
+    def step_writes(self, key: ConversationKey, queue: Queue | None = None) -> StepWrites:
+        writes = super().step_writes(key, queue)
         if not self.fail:
             return writes
         return StepWrites(keys=writes.keys, args=writes.args[:3])  # cut short: the script fails at once

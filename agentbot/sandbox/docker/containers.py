@@ -18,7 +18,7 @@ import docker
 import docker.errors
 import requests.exceptions
 
-from agentbot.errors import SandboxError
+from agentbot.errors import EngineDownError, SandboxError
 from agentbot.sandbox.docker.supervisor import TOKEN_VARIABLE
 from agentbot.sandbox.egress.proxy import RELAY_PORT, SOCKET_DIR, SOCKET_PATH
 
@@ -41,6 +41,7 @@ WORKSPACE_DIR = "/workspace"
 PACKAGES_DIR = f"{WORKSPACE_DIR}/.local"  # `pip install` lands here (PIP_USER): saved with the workspace
 TMP_SIZE = 64 * 1024 * 1024
 START_SECONDS = 60.0  # a container created this recently and not running yet is still being started
+PING_SECONDS = 5  # the ping that tells an engine that is down from one that refused a call
 LIFETIME_MARGIN = 900.0  # PID 1 outlives `warm_seconds` by this much, then the container ends itself
 SLUG = re.compile(r"[A-Za-z0-9_-]{1,128}")
 _SIZE = re.compile(r"(?i)^\s*(\d+(?:\.\d+)?)\s*([bkmg]?)b?\s*$")
@@ -282,11 +283,34 @@ class Containers:
         except (docker.errors.DockerException, requests.exceptions.RequestException, OSError) as exc:
             logger.error("workspace %s: docker engine failed: %s", workspace, str(exc))  # no traceback kept
             self._reconnect()
+            if not self.answers():
+                raise EngineDownError(
+                    f"docker engine down: {exc}",
+                    user_message="The Docker engine that runs the code sandbox is not reachable; "
+                    "try again once it is back.",
+                ) from exc
             raise SandboxError(
                 f"docker engine failed: {exc}",
-                user_message="The Docker engine that runs the code sandbox is not reachable "
-                "or refused the run; try again once it is back.",
+                user_message="The Docker engine that runs the code sandbox refused the run; "
+                "try again in a moment.",
             ) from exc
+
+    def answers(self) -> bool:
+        """Whether the engine answers a ping now (a short one, on a client of its own)."""
+        try:
+            client = (
+                docker.DockerClient(base_url=self._base_url, timeout=PING_SECONDS)
+                if self._base_url
+                else docker.from_env(timeout=PING_SECONDS)
+            )
+        except docker.errors.DockerException:
+            return False
+        try:
+            return bool(client.ping())
+        except (docker.errors.DockerException, requests.exceptions.RequestException, OSError):
+            return False
+        finally:
+            client.close()
 
     # -- execs -----------------------------------------------------------------------------------
 

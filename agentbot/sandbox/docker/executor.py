@@ -37,7 +37,7 @@ from agentbot.sandbox.egress import audit
 from agentbot.sandbox.egress.grant import Grant, sign
 from agentbot.sandbox.egress.proxy import RELAY_PORT, EgressProxy, Proxy, ProxyOptions
 from agentbot.sandbox.plan import PlanError, Step, plan_run, safe_filename
-from agentbot.settings import Settings
+from agentbot.settings import EngineSpec, Settings
 
 logger = logging.getLogger(__name__)
 
@@ -100,8 +100,10 @@ class DockerExecutor:
         self._starting: threading.Thread | None = None  # the previous run's next supervisor, on its way
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> DockerExecutor:
+    def from_settings(cls, settings: Settings, engine: EngineSpec | None = None) -> DockerExecutor:
+        """The executor of `engine` (None: the environment's engine) with the sandbox settings."""
         return cls(
+            base_url=engine.url if engine is not None else None,
             image=settings.sandbox_image,
             timeout=settings.sandbox_timeout,
             network=settings.sandbox_network,
@@ -128,6 +130,10 @@ class DockerExecutor:
     @image.setter
     def image(self, image: str) -> None:  # e.g. once the operator has built it
         self.containers.options = dataclasses.replace(self.containers.options, image=image)
+
+    def ping(self) -> bool:
+        """Whether the engine answers now."""
+        return self.containers.answers()
 
     @property
     def warm_seconds(self) -> float:

@@ -5,8 +5,9 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 
-from agentbot.errors import SandboxError
+from agentbot.errors import EngineDownError, SandboxError
 from agentbot.sandbox.docker.executor import DockerExecutor
 
 logger = logging.getLogger(__name__)
@@ -23,13 +24,24 @@ class Housekeeper:
     """A daemon thread: retire expired containers (their workspaces saved first) and keep the pool full.
 
     Give it an executor of its own: its Docker client is then never the one a forked job horse inherits
-    half-way through a call. Every worker runs one; two retiring the same container is safe (`retire`
-    claims a container by renaming it first).
+    half-way through a call. Every worker runs one per engine it serves; two retiring the same container
+    is safe (`retire` claims a container by renaming it first). Each round's finding (the engine answers
+    or not) goes to `report`; a change is logged in one line, not every round.
     """
 
-    def __init__(self, executor: DockerExecutor, *, every: float | None = None) -> None:
+    def __init__(
+        self,
+        executor: DockerExecutor,
+        *,
+        every: float | None = None,
+        name: str = "",
+        report: Callable[[bool], None] | None = None,
+    ) -> None:
         self.executor = executor
         self.every = every if every is not None else interval(executor.warm_seconds)
+        self.name = name
+        self.report = report
+        self.up: bool | None = None
         self._stop = threading.Event()
         self._cleaned = time.monotonic()
         self.thread = threading.Thread(target=self._loop, name="agentbot-sandbox-housekeeping", daemon=True)
@@ -49,8 +61,34 @@ class Housekeeper:
             if time.monotonic() - self._cleaned > CLEANUP_SECONDS:
                 self._cleaned = time.monotonic()
                 self.executor.cleanup_idle()
-        except SandboxError as exc:  # the engine may be down for a while: say so, keep looking
-            logger.warning("sandbox housekeeping: %s", exc)
+        except EngineDownError as exc:  # down for a while, maybe: said once, looked at again every round
+            self._found(up=False, why=str(exc))
+        except SandboxError as exc:
+            logger.warning("sandbox housekeeping%s: %s", self._on(), exc)
+            self._found(up=True)
+        else:
+            self._found(up=True)
+
+    def _found(self, *, up: bool, why: str = "") -> None:
+        if up != self.up and self.up is not None:
+            if up:
+                logger.warning("Docker engine%s answers again", self._on(" "))
+            else:
+                logger.warning(
+                    "Docker engine%s is not reachable (%s); retrying every %g s",
+                    self._on(" "),
+                    why,
+                    self.every,
+                )
+        self.up = up
+        if self.report is not None:
+            try:
+                self.report(up)
+            except Exception as exc:  # Redis down: the next round reports again
+                logger.warning("sandbox housekeeping%s: could not report the engine: %s", self._on(), exc)
+
+    def _on(self, prefix: str = " of ") -> str:
+        return f"{prefix}{self.name}" if self.name else ""
 
     def _loop(self) -> None:
         while not self._stop.wait(self.every):
