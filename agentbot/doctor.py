@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Literal
 from urllib.parse import urlsplit
 
 from agentbot.errors import ConfigError
-from agentbot.settings import Settings
+from agentbot.settings import EngineSpec, Settings
 
 if TYPE_CHECKING:
     from docker import DockerClient
@@ -213,38 +213,71 @@ def _model_server(base_url: str | None, api_key: str, where: str) -> Check:
 
 
 def docker_checks(settings: Settings) -> list[Check]:
-    """The engine answers `ping` (a warning if not: runs retry) and has the sandbox image (fatal if not)."""
+    """Each engine this worker serves answers `ping` (a warning if not: runs retry) and has the sandbox
+    image (fatal if not). When none answers, one line says so; naming no engine that exists is fatal."""
     if settings.executor != "docker":
         return [Check("docker", Status.SKIP, f"AGENTBOT_EXECUTOR={settings.executor}: no sandbox")]
+    try:
+        engines = settings.served_engines()
+    except ConfigError as exc:
+        return [Check("docker", Status.FAIL, str(exc))]
+    several = len(settings.docker_hosts) > 1
+    checks: list[Check] = []
+    down: list[str] = []
+    for engine in engines:
+        suffix = f" {engine.name}" if several else ""
+        found = _engine_checks(engine, settings.sandbox_image, suffix)
+        if isinstance(found, str):
+            down.append(f"{engine.name}: {found}" if several else found)
+            checks.append(
+                Check(f"docker{suffix}", Status.WARN, f"the engine is not reachable ({found}); runs retry")
+            )
+        else:
+            checks += found
+    if down and len(down) == len(engines):  # one line for a worker that cannot run anything now
+        fix = "fix AGENTBOT_DOCKER_HOSTS" if several else "start Docker or fix DOCKER_HOST"
+        what = (
+            f"no engine answers ({'; '.join(down)})"
+            if several
+            else f"the engine is not reachable ({down[0]})"
+        )
+        return [Check("docker", Status.WARN, f"{what}: {fix}; runs retry")]
+    return checks
+
+
+def _engine_checks(engine: EngineSpec, image: str, suffix: str) -> list[Check] | str:
+    """The checks of one engine that answers, or why it does not (a short phrase)."""
     import docker  # noqa: PLC0415
     from docker.errors import DockerException  # noqa: PLC0415
 
     try:
-        client = docker.from_env(timeout=int(TIMEOUT))
+        if engine.url:
+            client = docker.DockerClient(base_url=engine.url, timeout=int(TIMEOUT))
+        else:
+            client = docker.from_env(timeout=int(TIMEOUT))
         client.ping()
     except DockerException as exc:
-        detail = f"the engine is not reachable ({_short(exc)}): start Docker or fix DOCKER_HOST; runs retry"
-        return [Check("docker", Status.WARN, detail)]
+        return _short(exc)
     try:
         return [
-            Check("docker", Status.OK, "the engine answers"),
-            _image_check(client, settings.sandbox_image),
+            Check(f"docker{suffix}", Status.OK, "the engine answers"),
+            _image_check(client, image, suffix),
         ]
     finally:
         client.close()
 
 
-def _image_check(client: DockerClient, image: str) -> Check:
+def _image_check(client: DockerClient, image: str, suffix: str = "") -> Check:
     from docker.errors import DockerException, ImageNotFound  # noqa: PLC0415
 
     try:
         client.images.get(image)
     except ImageNotFound:
         fix = "build it with scripts/build-sandbox-image, or set AGENTBOT_SANDBOX_IMAGE"
-        return Check("sandbox image", Status.FAIL, f"{image} is not on the Docker engine: {fix}")
+        return Check(f"sandbox image{suffix}", Status.FAIL, f"{image} is not on the Docker engine: {fix}")
     except DockerException as exc:
-        return Check("sandbox image", Status.WARN, f"{image} could not be looked up ({_short(exc)})")
-    return Check("sandbox image", Status.OK, f"{image} is there")
+        return Check(f"sandbox image{suffix}", Status.WARN, f"{image} could not be looked up ({_short(exc)})")
+    return Check(f"sandbox image{suffix}", Status.OK, f"{image} is there")
 
 
 def _where(url: str) -> str:

@@ -349,32 +349,24 @@ def _start_housekeepers(rt: Runtime) -> None:
 
 
 def _housekeeping(rt: Runtime) -> None:
-    """At worker start: retire sandbox containers left by dead workers, drop idle workspaces; one line
-    when no engine of this worker answers (runs say so in their threads; housekeeping keeps looking)."""
+    """At worker start: retire sandbox containers left by dead workers, drop idle workspaces, and report
+    which engines answer. An engine that is down was said at start (`doctor`): housekeeping keeps looking.
+    """
     from agentbot.errors import EngineDownError, SandboxError  # noqa: PLC0415
     from agentbot.sandbox.engines import DockerEngines  # noqa: PLC0415
 
-    down: list[str] = []
     for name, executor in rt.docker_executors.items():
         up = True
         try:
             executor.reap()
             executor.cleanup_idle()
-        except EngineDownError as exc:
+        except EngineDownError:
             up = False
-            down.append(f"{name}: {exc}" if len(rt.docker_executors) > 1 else str(exc))
         except SandboxError as exc:  # it answers but refused: runs will say so in their threads
             logger.warning("sandbox housekeeping%s skipped: %s", _engine_label(rt, name, " of "), exc)
         if isinstance(rt.engines, DockerEngines):
             with contextlib.suppress(redis.RedisError):
                 rt.engines.report(name, up)
-    if down and len(down) == len(rt.docker_executors):
-        logger.warning(
-            "worker: no Docker engine of this worker answers (%s); taking steps anyway and retrying",
-            "; ".join(down),
-        )
-    elif down:
-        logger.warning("worker: Docker engine(s) down (%s); retrying", "; ".join(down))
 
 
 def _engine_label(rt: Runtime, name: str, prefix: str = "") -> str:

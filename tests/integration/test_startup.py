@@ -182,3 +182,28 @@ def test_doctor_names_a_bad_slack_token(tmp_path: Path, base_env: dict[str, str]
     assert done.returncode == 1
     slack_row = next(line for line in done.stdout.splitlines() if line.split()[1] == "slack")
     assert slack_row.startswith("FAIL") and "invalid_auth" in slack_row and "SLACK_BOT_TOKEN" in slack_row
+
+
+def test_a_worker_whose_engines_are_all_down_says_so_in_one_line_and_runs(
+    tmp_path: Path, base_env: dict[str, str]
+) -> None:
+    hosts = f"a={dead_url('tcp')}, b=unix:///nonexistent/agentbot-b.sock"
+    env = {**base_env, "AGENTBOT_EXECUTOR": "docker", "AGENTBOT_DOCKER_HOSTS": hosts}
+    done = agentbot(tmp_path, env, "worker", "--burst")
+    assert done.returncode == 0, done.stderr
+    assert "Traceback" not in done.stderr
+    lines = [line for line in done.stderr.splitlines() if "docker" in line.lower()]
+    assert len(lines) == 1, done.stderr
+    assert "docker: no engine answers (a: " in lines[0] and "; b: " in lines[0]
+    assert "agentbot-engine-a" in done.stderr and "agentbot-engine-b" in done.stderr  # it takes their steps
+
+
+def test_a_worker_serving_no_engine_that_exists_stops_with_one_line(
+    tmp_path: Path, base_env: dict[str, str]
+) -> None:
+    env = {
+        **base_env, "AGENTBOT_EXECUTOR": "docker", "AGENTBOT_DOCKER_HOSTS": "a=unix:///a.sock,b=unix:///b.sock",
+        "AGENTBOT_WORKER_ENGINES": "c",
+    }  # fmt: skip
+    line = one_line_error(agentbot(tmp_path, env, "worker", "--burst"))
+    assert "AGENTBOT_WORKER_ENGINES" in line and "c: none is in AGENTBOT_DOCKER_HOSTS (a, b)" in line

@@ -480,6 +480,61 @@ def test_sandbox_error_explains_and_offers_the_same_code_on_a_new_card() -> None
     assert card.run_id == "r2"
 
 
+def test_an_engine_that_is_down_is_said_plainly_and_another_offered_when_there_is_one() -> None:
+    before = engine.on_run_started(running()).evolve(sandbox_engine="b")
+    state = engine.on_engine_down(before, NOW, elsewhere=True)
+    assert state.phase is Phase.AWAITING_APPROVAL and state.sandbox_engine == "b"
+    error, card = new_posts(before, state)
+    assert isinstance(error, NoticePost) and error.level == "error"
+    assert error.text == (
+        "The Docker engine `b` that holds this conversation's files is not answering, so the code did not "
+        "run. Press *Run* to try again once it is back, or *Continue on another engine* to go on now in a "
+        "new, empty workspace."
+    )
+    assert isinstance(card, ApprovalPost) and card.engine_down == "b" and card.blocks == (CODE_BLOCK,)
+
+
+def test_with_one_engine_people_can_only_wait_for_it() -> None:
+    before = engine.on_run_started(running()).evolve(sandbox_engine="default")
+    state = engine.on_engine_down(before, NOW, elsewhere=False)
+    error, card = new_posts(before, state)
+    assert isinstance(error, NoticePost) and error.text.endswith("Press *Run* to try again once it is back.")
+    assert isinstance(card, ApprovalPost) and card.engine_down == ""
+
+
+def test_continue_on_another_engine_unpins_the_workspace_and_tells_the_assistant() -> None:
+    down = engine.on_run_started(running()).evolve(sandbox_engine="b", workspace_files=("prices.csv",))
+    state = engine.on_engine_down(down, NOW, elsewhere=True)
+    assert state.run is not None
+    moved = act(state, Approve(event_id="e-mv", user_id=STARTER, run_id=state.run.run_id,
+                               code_hash=state.run.code_hash, elsewhere=True))  # fmt: skip
+    assert moved.phase is Phase.RUNNING
+    assert (moved.sandbox_engine, moved.engines_left, moved.workspace_files) == ("", ("b",), ())
+    assert moved.transcript[-1].content.startswith("The working directory was moved to a new, empty one")
+    assert any("moved this conversation off the Docker engine `b`" in text for text in notices(moved))
+    ((_, decided),) = card_updates(moved)
+    assert decided.decision is not None and decided.decision.outcome == "moved"
+
+
+def test_continue_elsewhere_on_a_card_whose_engine_is_not_down_is_a_plain_run() -> None:
+    state = awaiting_approval().evolve(sandbox_engine="a")
+    assert state.run is not None
+    clicked = act(state, Approve(event_id="e-mv", user_id=STARTER, run_id=state.run.run_id,
+                                 code_hash=state.run.code_hash, elsewhere=True))  # fmt: skip
+    assert (clicked.phase, clicked.sandbox_engine, clicked.engines_left) == (Phase.RUNNING, "a", ())
+    ((_, decided),) = card_updates(clicked)
+    assert decided.decision is not None and decided.decision.outcome == "approved"
+
+
+def test_a_stranger_cannot_move_the_conversation() -> None:
+    down = engine.on_run_started(running()).evolve(sandbox_engine="b")
+    state = engine.on_engine_down(down, NOW, elsewhere=True)
+    assert state.run is not None
+    clicked = act(state, Approve(event_id="e-mv", user_id=STRANGER, run_id=state.run.run_id,
+                                 code_hash=state.run.code_hash, elsewhere=True))  # fmt: skip
+    assert (clicked.phase, clicked.sandbox_engine) == (Phase.AWAITING_APPROVAL, "b")
+
+
 def test_llm_error_posts_an_error_notice_and_awaits_humans() -> None:
     state = engine.on_llm_error(started(), "The model timed out.")
     assert state.phase is Phase.AWAITING_HUMAN

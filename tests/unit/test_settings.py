@@ -10,7 +10,7 @@ import pytest
 from agentbot.conversation.prompts import DEFAULT_SYSTEM_MESSAGE
 from agentbot.conversation.state import CodeApproval, HumanInputMode, Policy
 from agentbot.errors import ConfigError
-from agentbot.settings import Settings, load_settings
+from agentbot.settings import EngineSpec, Settings, load_settings
 
 _PREFIXES = ("AGENTBOT_", "OPENAI_", "SLACK_")
 _NAMES = ("REDIS_URL", "PORT")
@@ -126,6 +126,12 @@ def test_code_approval_and_executor_are_case_insensitive(monkeypatch: pytest.Mon
         pytest.param("OPENAI_BASE_URL", "localhost:11434/v1", id="openai_url_without_scheme"),
         pytest.param("SLACK_API_URL", "ftp://example.invalid/api/", id="slack_url_wrong_scheme"),
         pytest.param("AGENTBOT_WEB_THREADS", "0", id="zero_web_threads"),
+        pytest.param("AGENTBOT_DOCKER_HOSTS", "unix:///a.sock,tcp://b:2375", id="engines_without_names"),
+        pytest.param("AGENTBOT_DOCKER_HOSTS", "A=unix:///a.sock", id="engine_name_upper_case"),
+        pytest.param("AGENTBOT_DOCKER_HOSTS", "a=ftp://b", id="engine_url_wrong_scheme"),
+        pytest.param("AGENTBOT_DOCKER_HOSTS", "a=unix:///a,a=unix:///b", id="engine_named_twice"),
+        pytest.param("AGENTBOT_DOCKER_HOSTS", "a=", id="engine_without_url"),
+        pytest.param("AGENTBOT_WORKER_ENGINES", "a,B c", id="worker_engine_not_a_name"),
     ],
 )
 def test_bad_value_fails_with_one_line_naming_the_variable(
@@ -321,3 +327,45 @@ def test_a_bad_egress_setting_is_one_line_naming_it(
         load_settings()
     assert said in str(caught.value)
     assert "\n" not in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("", (EngineSpec("default"),)),
+        ("tcp://10.0.0.7:2375", (EngineSpec("default", "tcp://10.0.0.7:2375"),)),
+        (
+            "a=unix:///var/run/docker.sock, gpu-2 = ssh://ops@gpu2",
+            (EngineSpec("a", "unix:///var/run/docker.sock"), EngineSpec("gpu-2", "ssh://ops@gpu2")),
+        ),
+        ("only=unix:///x.sock", (EngineSpec("only", "unix:///x.sock"),)),
+    ],
+    ids=["unset", "one_bare_url", "named", "one_named"],
+)
+def test_docker_hosts_are_named_engines(
+    monkeypatch: pytest.MonkeyPatch, value: str, expected: object
+) -> None:
+    monkeypatch.setenv("AGENTBOT_DOCKER_HOSTS", value)
+    assert load_settings().docker_hosts == expected
+
+
+@pytest.mark.parametrize(
+    ("wanted", "served"),
+    [("", ("a", "b")), ("b", ("b",)), ("b, a", ("a", "b")), ("b,zz", ("b",))],
+    ids=["all_by_default", "one", "in_configured_order", "unknown_names_left_out"],
+)
+def test_a_worker_serves_the_engines_it_names_that_exist(
+    monkeypatch: pytest.MonkeyPatch, wanted: str, served: tuple[str, ...]
+) -> None:
+    monkeypatch.setenv("AGENTBOT_DOCKER_HOSTS", "a=unix:///a.sock,b=unix:///b.sock")
+    monkeypatch.setenv("AGENTBOT_WORKER_ENGINES", wanted)
+    assert tuple(spec.name for spec in load_settings().served_engines()) == served
+
+
+def test_a_worker_serving_no_engine_that_exists_is_a_config_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AGENTBOT_DOCKER_HOSTS", "a=unix:///a.sock")
+    monkeypatch.setenv("AGENTBOT_WORKER_ENGINES", "c,d")
+    with pytest.raises(
+        ConfigError, match=r"AGENTBOT_WORKER_ENGINES: c, d: none is in AGENTBOT_DOCKER_HOSTS \(a\)"
+    ):
+        load_settings().served_engines()

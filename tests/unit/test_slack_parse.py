@@ -295,6 +295,13 @@ def test_shared_files_become_file_refs() -> None:
         ),
         ("skip_code", "{", Skip(event_id="action:1234.5678.abcd", user_id="UANA", run_id="")),
         (
+            "move_engine",
+            VALUE,
+            Approve(
+                event_id="action:1234.5678.abcd", user_id="UANA", run_id="r1", code_hash="h1", elsewhere=True
+            ),
+        ),
+        (
             "allow_host",
             VALUE,
             AllowHosts(event_id="action:1234.5678.abcd", user_id="UANA", run_id="r1", code_hash="h1"),

@@ -32,8 +32,9 @@ AT = datetime(2025, 1, 2, 3, 4, tzinfo=UTC)
 FENCE = "```"
 
 
-def card(*blocks: CodeBlock, decision: Decision | None = None) -> ApprovalPost:
+def card(*blocks: CodeBlock, decision: Decision | None = None, engine_down: str = "") -> ApprovalPost:
     return ApprovalPost(
+        engine_down=engine_down,
         run_id="r1",
         code_hash="h1",
         blocks=blocks,
@@ -205,6 +206,13 @@ def test_approval_card_shows_code_language_and_its_buttons() -> None:
     assert rendered.snippet is None
 
 
+def test_a_card_whose_engine_is_down_offers_to_continue_on_another() -> None:
+    (message,) = render(card(CodeBlock(code="print(1)", language="python"), engine_down="b")).messages
+    run, move, *_ = message.blocks[-1]["elements"]
+    assert (move["action_id"], move["text"]["text"]) == ("move_engine", "Continue on another engine")
+    assert move["value"] == run["value"] and "style" not in move
+
+
 def test_long_code_is_truncated_on_the_card_and_attached_in_full() -> None:
     rendered = render(card(CodeBlock(code=LONG_CODE, language="python")))
     shown = rendered.messages[0].blocks[2]["elements"][0]["elements"][0]["text"]
@@ -226,6 +234,7 @@ def test_many_blocks_are_capped_and_attached() -> None:
     ("decision", "words"),
     [
         (Decision(outcome="approved", user_id="UANA", at=AT), "Approved by <@UANA>"),
+        (Decision(outcome="moved", user_id="UANA", at=AT), "Approved by <@UANA> on another engine"),
         (Decision(outcome="skipped", user_id="UBOSS", at=AT), "Skipped by <@UBOSS>"),
         (Decision(outcome="stopped", user_id="UANA", at=AT), "Stopped by <@UANA>"),
         (Decision(outcome="expired", at=AT), "Expired"),

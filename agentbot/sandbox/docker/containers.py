@@ -281,14 +281,15 @@ class Containers:
                 "build it with scripts/build-sandbox-image",
             ) from exc
         except (docker.errors.DockerException, requests.exceptions.RequestException, OSError) as exc:
-            logger.error("workspace %s: docker engine failed: %s", workspace, str(exc))  # no traceback kept
             self._reconnect()
-            if not self.answers():
+            if not self.answers():  # whoever called says so, once (the thread, the worker's start)
+                logger.debug("workspace %s: docker engine not reachable: %s", workspace, str(exc))
                 raise EngineDownError(
                     f"docker engine down: {exc}",
                     user_message="The Docker engine that runs the code sandbox is not reachable; "
                     "try again once it is back.",
                 ) from exc
+            logger.error("workspace %s: docker engine failed: %s", workspace, str(exc))  # no traceback kept
             raise SandboxError(
                 f"docker engine failed: {exc}",
                 user_message="The Docker engine that runs the code sandbox refused the run; "
