@@ -23,7 +23,7 @@ lint: install
 	ruff check .
 	ruff format --check .
 	mypy
-	shellcheck agentbot/sandbox/docker/wrapper.sh
+	shellcheck agentbot/sandbox/docker/wrapper.sh scripts/docker-engine-2
 	lint-imports
 	scripts/check-compose
 

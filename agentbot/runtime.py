@@ -317,9 +317,9 @@ def run_worker(settings: Settings, *, burst: bool = False, simple: bool = False)
         rt = Runtime(settings=settings, redis=client, platform=platform, embedded=False)
         install(rt)
         rt.ports()  # fail at start, with one clear line, if the LLM or executor is misconfigured
-        _housekeeping(rt)
+        up = _housekeeping(rt)
         if not burst:
-            _start_housekeepers(rt)
+            _start_housekeepers(rt, up)
         if settings.metrics_port:
             metrics.serve(settings.metrics_port, rt.metrics)
         rt.tools.start()  # in the parent: each forked horse talks to this one host (MCP servers stay up)
@@ -332,7 +332,7 @@ def run_worker(settings: Settings, *, burst: bool = False, simple: bool = False)
     return 0
 
 
-def _start_housekeepers(rt: Runtime) -> None:
+def _start_housekeepers(rt: Runtime, up: dict[str, bool]) -> None:
     """While the worker runs, per engine served: retire idle sandbox containers on time, keep the warm
     pool full, and tell every process whether the engine answers (`DockerEngines.report`)."""
     from agentbot.sandbox.docker import DockerExecutor  # noqa: PLC0415
@@ -345,13 +345,16 @@ def _start_housekeepers(rt: Runtime) -> None:
     for spec in rt.settings.served_engines():
         executor = DockerExecutor.from_settings(rt.settings, spec)  # its own client, not the jobs' one
         report = functools.partial(engines.report, spec.name)
-        Housekeeper(executor, name=_engine_label(rt, spec.name), report=report).start()
+        keeper = Housekeeper(executor, name=_engine_label(rt, spec.name), report=report, up=up.get(spec.name))
+        keeper.start()
 
 
-def _housekeeping(rt: Runtime) -> None:
+def _housekeeping(rt: Runtime) -> dict[str, bool]:
     """At worker start: retire sandbox containers left by dead workers, drop idle workspaces, and report
-    which engines answer. An engine that is down was said at start (`doctor`): housekeeping keeps looking.
+    which engines answer (returned too). One that is down was said at start (`doctor`): housekeeping
+    keeps looking, and says so when that changes.
     """
+    found: dict[str, bool] = {}
     from agentbot.errors import EngineDownError, SandboxError  # noqa: PLC0415
     from agentbot.sandbox.engines import DockerEngines  # noqa: PLC0415
 
@@ -364,9 +367,11 @@ def _housekeeping(rt: Runtime) -> None:
             up = False
         except SandboxError as exc:  # it answers but refused: runs will say so in their threads
             logger.warning("sandbox housekeeping%s skipped: %s", _engine_label(rt, name, " of "), exc)
+        found[name] = up
         if isinstance(rt.engines, DockerEngines):
             with contextlib.suppress(redis.RedisError):
                 rt.engines.report(name, up)
+    return found
 
 
 def _engine_label(rt: Runtime, name: str, prefix: str = "") -> str:

@@ -13,6 +13,9 @@ from collections.abc import Iterator
 import pytest
 import redis
 
+# The second Docker engine (`second_engine`): one session fixture for every module that needs two engines.
+pytest_plugins = ["tests.sandbox.engines"]
+
 
 def require(available: bool, what: str) -> None:
     """Skip when `what` is missing on a laptop; fail when it is missing under CI (`CI` set)."""

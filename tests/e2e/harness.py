@@ -254,12 +254,12 @@ class Stack:
         self.web_port = self.web_port or free_port()
         return self._spawn("web", ["agentbot", "web"], env=self.agentbot_env(), cwd=self._app_dir())
 
-    def start_worker(self) -> Process:
+    def start_worker(self, env: Mapping[str, str] | None = None) -> Process:
+        """One more `python -m worker`, with `env` on top of the stack's settings (e.g. its engines)."""
         name = f"worker-{len(self.worker_names) + 1}"
         self.worker_names.append(name)
-        return self._spawn(
-            name, [sys.executable, "-m", "worker"], env=self.agentbot_env(), cwd=self._app_dir()
-        )
+        environment = {**self.agentbot_env(), **(env or {})}
+        return self._spawn(name, [sys.executable, "-m", "worker"], env=environment, cwd=self._app_dir())
 
     def worker(self, index: int = 0) -> Process:
         """The `index`-th worker still running."""

@@ -231,9 +231,11 @@ class DockerExecutor:
         container = self.containers.acquire(workspace, seconds, egress)
         token = secrets.token_hex(16)
         done = self._supervised(workspace, container, steps, environment, token)
-        if done is None:
+        if done is None:  # in the same container: acquiring it again could replace a young one
             args, payload = self._run_args(steps)
-            done = self._exec(workspace, args, payload, seconds, proxy=proxy, environment=environment)
+            done = self._exec(
+                workspace, args, payload, seconds, proxy=proxy, environment=environment, container=container
+            )
         reported = not done.deadline_passed and done.control.data.startswith(b"AGENTBOT ")
         claimed = self.containers.claims > claims
         self._in_background(
@@ -379,10 +381,14 @@ class DockerExecutor:
         *,
         proxy: Proxy | None = None,
         environment: dict[str, str] | None = None,
+        container: str | None = None,
     ) -> Exec:
-        """Run the wrapper with `args` in the workspace's container, `payload` on its stdin."""
+        """Run the wrapper with `args` in the workspace's container (`container` when given, else the
+        one `acquire` finds or starts), `payload` on its stdin."""
         egress = proxy.name if proxy is not None else None
-        container, exec_id = self._create_exec(workspace, args, payload, egress, environment)
+        container, exec_id = self._create_exec(
+            workspace, args, payload, egress, environment, container=container
+        )
         output, control = Capped(self.output_limit), Capped(self.artifact_limit + CONTROL_SLACK)
         done = stream(
             self.containers.api, exec_id, payload, time.monotonic() + seconds, output=output, control=control
@@ -404,6 +410,8 @@ class DockerExecutor:
         payload: bytes,
         egress: str | None,
         environment: dict[str, str] | None,
+        *,
+        container: str | None = None,
     ) -> tuple[str, str]:
         """A container with time for a run and an exec in it; the container may end just before."""
         seconds = self.timeout + GRACE_SECONDS
@@ -411,7 +419,7 @@ class DockerExecutor:
         def exec_in(container: str) -> str:
             return self.containers.create_exec(container, args, stdin=bool(payload), environment=environment)
 
-        container = self.containers.acquire(workspace, seconds, egress)
+        container = container or self.containers.acquire(workspace, seconds, egress)
         try:
             return container, exec_in(container)
         except docker.errors.APIError as exc:  # the container ended between inspect and exec

@@ -36,12 +36,13 @@ class Housekeeper:
         every: float | None = None,
         name: str = "",
         report: Callable[[bool], None] | None = None,
+        up: bool | None = None,
     ) -> None:
         self.executor = executor
         self.every = every if every is not None else interval(executor.warm_seconds)
         self.name = name
         self.report = report
-        self.up: bool | None = None
+        self.up = up  # what the worker found at start (None: not looked): a change from it is logged
         self._stop = threading.Event()
         self._cleaned = time.monotonic()
         self.thread = threading.Thread(target=self._loop, name="agentbot-sandbox-housekeeping", daemon=True)
