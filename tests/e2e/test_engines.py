@@ -14,7 +14,7 @@ import os
 import pytest
 
 from tests.e2e.conftest import MakeStack
-from tests.e2e.harness import Stack
+from tests.e2e.harness import Process, Stack
 from tests.e2e.story import script
 from tests.sandbox.engines import SecondEngine
 
@@ -51,6 +51,7 @@ def test_a_conversation_lives_on_its_engine_and_moves_on_when_it_dies(
     make_stack: MakeStack,
     second_engine: SecondEngine,
 ) -> None:
+    second_engine.start()  # a test before may have left it stopped (a no-op when it runs)
     hosts = f"one={os.environ.get('DOCKER_HOST') or 'unix:///var/run/docker.sock'}, two={second_engine.url}"
     bot = make_stack(
         script(COUNT, DONE, COUNT, DONE, COUNT, DONE),
@@ -71,6 +72,14 @@ def test_a_conversation_lives_on_its_engine_and_moves_on_when_it_dies(
     one = bot.start_worker({"AGENTBOT_WORKER_ENGINES": "one"})
     bot.wait_for_worker(one)
     second_engine.kill()
+    try:
+        move_on(bot, root, two)
+    finally:
+        second_engine.start()  # for the tests after this one
+
+
+def move_on(bot: Stack, root: str, two: Process) -> None:
+    """Engine two is dead: the next run is refused in words, and a click moves the conversation to one."""
     bot.reply(root, "and again", user="UANA")
     card = bot.wait_for_card(root)
     assert bot.click(card, "run_code", user="UANA", thread_ts=root) == 200

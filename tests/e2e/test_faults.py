@@ -305,8 +305,10 @@ def test_docker_engine_stopped_then_started_again(make_stack: MakeStack, executo
         bot.click(card, "run_code", user="UANA", thread_ts=root)
         bot.wait_until(lambda: bool(notices(bot, root)), timeout=60, what="a notice about the engine")
         (notice,) = notices(bot, root)
-        assert "Docker engine" in notice and "Press Run again" in notice
+        assert "Docker engine `default` that holds this conversation's files is not answering" in notice
+        assert "Press *Run* to try again once it is back." in notice  # one engine: nowhere else to go
         retry = bot.wait_for_card(root)
+        assert "move_engine" not in json.dumps(retry["blocks"])
         assert retry["ts"] != card["ts"]
         assert bot.uploads(root) == []
 

@@ -27,6 +27,7 @@ FAILS_WITHIN = 10.0  # seconds: a dead engine is an error at once, not after the
 
 def test_executor_on_second_engine_survives_its_death(second_engine: SecondEngine) -> None:
     first = require_docker()
+    second_engine.start()  # a test before may have left it stopped (a no-op when it runs)
     second = second_engine.client()
     executor = DockerExecutor(base_url=second_engine.url, image=IMAGE, network="none", timeout=10.0)
     workspace = f"engine2-{uuid.uuid4().hex[:10]}"
