@@ -365,7 +365,8 @@ def _sandbox_failed(ports: Ports, state: ConversationState, exc: SandboxError) -
     if not isinstance(state.run, PendingRun) or state.phase is not Phase.RUNNING:
         return engine.on_failure(state, f"The code sandbox is not available: {exc.user_message}")
     if isinstance(exc, EngineDownError) and state.sandbox_engine:
-        others = ports.engines is not None and len(ports.engines.names) > 1
+        names = ports.engines.names if ports.engines is not None else ()
+        others = any(name != state.sandbox_engine for name in names)
         return engine.on_engine_down(state, ports.clock(), elsewhere=others)
     return engine.on_sandbox_error(state, exc.user_message, ports.clock())
 

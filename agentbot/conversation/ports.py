@@ -215,7 +215,7 @@ class Engines(Protocol):
         ...
 
     def choose(self, key: ConversationKey, avoid: Sequence[str] = ()) -> str | None:
-        """An engine that is up for `key`'s new workspace, not one of `avoid`; None when none is."""
+        """An engine that is up for `key`'s new workspace, one not in `avoid` first; None when none is."""
         ...
 
 

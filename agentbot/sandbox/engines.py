@@ -78,10 +78,12 @@ class DockerEngines:
         return bool(self._redis.exists(UP_KEY.format(name=name)))
 
     def choose(self, key: ConversationKey, avoid: Sequence[str] = ()) -> str | None:
-        """An engine that is up for a new workspace: one not in `avoid` if any is up, else None."""
-        if len(self.names) == 1 and self.names[0] not in avoid:
+        """An engine that is up for a new workspace: one not in `avoid` if any is up, else one of those
+        (people left it when it was down; its old files may still be there); None when none is up."""
+        if len(self.names) == 1:
             return self.names[0]  # no choice to make: a run on it says so when it is down
-        for name in preference(key.slug, [n for n in self.names if n not in avoid]):
+        order = preference(key.slug, self.names)
+        for name in [*(n for n in order if n not in avoid), *(n for n in order if n in avoid)]:
             if self.is_up(name):
                 return name
         return None

@@ -233,3 +233,21 @@ def test_no_engine_up_for_a_new_workspace_is_said_and_the_run_offered_again(bot:
     assert state.sandbox_engine == "" and state.phase is Phase.AWAITING_APPROVAL
     (notice,) = [p for p in bot.platform.posts(kind="notice") if p["level"] == "error"]
     assert "No Docker engine is up right now." in notice["text"]
+
+
+def test_moving_off_every_engine_in_turn_comes_back_to_one_that_is_up(bot: Bot) -> None:
+    """Moved off b when it was down, then off a: b is up again, so the conversation goes back to it."""
+    conversation = key("1700000000.000207")
+    state = bot.approved(conversation)
+    bot.rt.store.save(state.evolve(sandbox_engine="a", engines_left=("b",)))
+    DockerEngines(ENGINES, {}, bot.rt.redis).report("b", up=True)
+    with dead_sockets():
+        driver.step(bot.ports({"a": dead_docker()}), conversation)
+    assert bot.platform.posts(kind="approval")[-1]["engine_down"] == "a"
+
+    bot.click(conversation, bot.state(conversation), elsewhere=True)
+    driver.step(bot.ports({"a": bot.local("a")}, up=lambda name: False), conversation)  # a: still down
+
+    state = bot.state(conversation)
+    assert (state.sandbox_engine, state.engines_left) == ("b", ("b", "a"))
+    assert bot.steps(conversation)[-1] == "test-engines-engine-b"

@@ -53,9 +53,17 @@ def test_preference_is_a_stable_rotation_per_conversation() -> None:
         ({"b"}, (), "b"),
         ({"a", "b"}, ("a",), "b"),
         (set(), (), ""),
-        ({"a"}, ("a",), ""),
+        ({"a"}, ("a",), "a"),
+        ({"a", "b"}, ("a", "b", "c"), None),
     ],
-    ids=["any", "the_one_up", "not_one_left_behind", "none_up", "only_the_one_left_behind"],
+    ids=[
+        "any",
+        "the_one_up",
+        "not_one_left_behind",
+        "none_up",
+        "left_behind_but_alone_up",
+        "all_left_behind",
+    ],
 )
 def test_a_new_workspace_goes_to_an_engine_that_is_up(
     up: set[str], avoid: tuple[str, ...], chosen: str | None
@@ -80,4 +88,4 @@ def test_an_engine_served_here_is_asked_directly_and_others_by_their_workers_rep
 def test_with_one_engine_there_is_nothing_to_choose_and_nothing_to_ask() -> None:
     one = engines(set(), specs=(EngineSpec("default"),))
     assert one.choose(key(1)) == "default"
-    assert one.choose(key(1), avoid=("default",)) is None
+    assert one.choose(key(1), avoid=("default",)) == "default"
