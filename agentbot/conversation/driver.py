@@ -34,7 +34,6 @@ from agentbot.conversation.state import (
     ConversationState,
     EgressState,
     OutboxItem,
-    PendingRun,
     Phase,
     Policy,
 )
@@ -362,7 +361,7 @@ def _place(
 def _sandbox_failed(ports: Ports, state: ConversationState, exc: SandboxError) -> ConversationState:
     """What people see when the sandbox could not take an action at all (the run is offered again)."""
     logger.warning("conversation %s: sandbox failed: %s", state.key.id, str(exc))
-    if not isinstance(state.run, PendingRun) or state.phase is not Phase.RUNNING:
+    if state.run is None or state.phase is not Phase.RUNNING:
         return engine.on_failure(state, f"The code sandbox is not available: {exc.user_message}")
     if isinstance(exc, EngineDownError) and state.sandbox_engine:
         names = ports.engines.names if ports.engines is not None else ()
