@@ -247,14 +247,12 @@ def docker_checks(settings: Settings) -> list[Check]:
 
 def _engine_checks(engine: EngineSpec, image: str, suffix: str) -> list[Check] | str:
     """The checks of one engine that answers, or why it does not (a short phrase)."""
-    import docker  # noqa: PLC0415
     from docker.errors import DockerException  # noqa: PLC0415
 
+    from agentbot.sandbox.docker.containers import docker_client  # noqa: PLC0415  # loads the docker SDK
+
     try:
-        if engine.url:
-            client = docker.DockerClient(base_url=engine.url, timeout=int(TIMEOUT))
-        else:
-            client = docker.from_env(timeout=int(TIMEOUT))
+        client = docker_client(engine.url, timeout=int(TIMEOUT))
         client.ping()
     except DockerException as exc:
         return _short(exc)

@@ -16,7 +16,6 @@ conversation engine's `Engines` port.
 
 from __future__ import annotations
 
-import logging
 import zlib
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING
@@ -28,8 +27,6 @@ if TYPE_CHECKING:
 
     from agentbot.conversation.ports import CodeExecutor
     from agentbot.conversation.state import ConversationKey
-
-logger = logging.getLogger(__name__)
 
 UP_KEY = "agentbot:engine-up:{name}"
 UP_SECONDS = 45  # a report lasts this long: three of the longest housekeeping intervals (15 s)

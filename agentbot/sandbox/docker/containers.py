@@ -229,6 +229,11 @@ def expiry(labels: dict[str, str]) -> float:
         return 0.0
 
 
+def docker_client(url: str | None, *, timeout: int) -> docker.DockerClient:
+    """A client of the engine at `url` (None: the environment's, as `docker.from_env` finds it)."""
+    return docker.DockerClient(base_url=url, timeout=timeout) if url else docker.from_env(timeout=timeout)
+
+
 class Containers:
     """The engine side of the sandbox: one warm container per workspace, its saved volume and its stamp."""
 
@@ -251,10 +256,7 @@ class Containers:
     def client(self) -> docker.DockerClient:
         """The Docker client, made on first use (a constructor never talks to the engine)."""
         if self._client is None:
-            if self._base_url:
-                self._client = docker.DockerClient(base_url=self._base_url, timeout=30)
-            else:
-                self._client = docker.from_env(timeout=30)
+            self._client = docker_client(self._base_url, timeout=30)
         return self._client
 
     @property
@@ -299,11 +301,7 @@ class Containers:
     def answers(self) -> bool:
         """Whether the engine answers a ping now (a short one, on a client of its own)."""
         try:
-            client = (
-                docker.DockerClient(base_url=self._base_url, timeout=PING_SECONDS)
-                if self._base_url
-                else docker.from_env(timeout=PING_SECONDS)
-            )
+            client = docker_client(self._base_url, timeout=PING_SECONDS)
         except docker.errors.DockerException:
             return False
         try:
