@@ -41,10 +41,9 @@ import json
 import os
 import shlex
 import statistics
-import sys
 import tempfile
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -123,11 +122,8 @@ class BenchStack(Stack):
 
     worker_args: list[str] = field(default_factory=list)
 
-    def start_worker(self, env: Mapping[str, str] | None = None) -> Process:
-        name = f"worker-{len(self.worker_names) + 1}"
-        self.worker_names.append(name)
-        command = [sys.executable, "-m", "worker", *self.worker_args]
-        return self._spawn(name, command, env={**self.agentbot_env(), **(env or {})}, cwd=self._app_dir())
+    def start_worker(self, env: Mapping[str, str] | None = None, *, args: Sequence[str] = ()) -> Process:
+        return super().start_worker(env, args=[*self.worker_args, *args])
 
     def close(self) -> None:
         super().close()

@@ -30,7 +30,7 @@ import time
 import urllib.error
 import urllib.request
 import uuid
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -254,12 +254,13 @@ class Stack:
         self.web_port = self.web_port or free_port()
         return self._spawn("web", ["agentbot", "web"], env=self.agentbot_env(), cwd=self._app_dir())
 
-    def start_worker(self, env: Mapping[str, str] | None = None) -> Process:
-        """One more `python -m worker`, with `env` on top of the stack's settings (e.g. its engines)."""
+    def start_worker(self, env: Mapping[str, str] | None = None, *, args: Sequence[str] = ()) -> Process:
+        """One more `python -m worker [args]`, with `env` on top of the stack's settings (e.g. engines)."""
         name = f"worker-{len(self.worker_names) + 1}"
         self.worker_names.append(name)
         environment = {**self.agentbot_env(), **(env or {})}
-        return self._spawn(name, [sys.executable, "-m", "worker"], env=environment, cwd=self._app_dir())
+        command = [sys.executable, "-m", "worker", *args]
+        return self._spawn(name, command, env=environment, cwd=self._app_dir())
 
     def worker(self, index: int = 0) -> Process:
         """The `index`-th worker still running."""

@@ -8,10 +8,7 @@ nobody listens on plays an engine that is down. (Two real engines: tests/e2e/tes
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
-import gc
-import warnings
 from collections.abc import Callable, Iterator, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
@@ -33,6 +30,7 @@ from agentbot.settings import EngineSpec, load_settings
 from tests.fakes.openai_server import FakeOpenAI
 from tests.fakes.platform import RecordingPlatform
 from tests.integration.test_steps_on_redis import code, key
+from tests.sandbox.docker_fixtures import dead_sockets
 
 ENGINES = (EngineSpec("a", "unix:///run/engine-a.sock"), EngineSpec("b", "unix:///run/engine-b.sock"))
 DEAD = "unix:///nonexistent/agentbot-test/docker.sock"
@@ -118,15 +116,6 @@ def bot(redis_client: redis.Redis, llm: FakeOpenAI, tmp_path: Path) -> Bot:
 
 def dead_docker() -> DockerExecutor:
     return DockerExecutor(base_url=DEAD, network="none")
-
-
-@contextlib.contextmanager
-def dead_sockets() -> Iterator[None]:
-    """docker-py leaves the socket of a failed connect to the garbage collector: collect it here."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", ResourceWarning)
-        yield
-        gc.collect()
 
 
 def test_a_new_workspace_goes_to_an_engine_that_is_up_and_its_run_to_that_engines_workers(bot: Bot) -> None:

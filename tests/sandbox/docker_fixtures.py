@@ -5,8 +5,12 @@ Every Docker test goes through `require(...)`: it skips on a laptop without Dock
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import gc
 import os
+import warnings
+from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 import docker
@@ -23,6 +27,16 @@ if TYPE_CHECKING:
 # The image under test: scripts/build-sandbox-image's default, or AGENTBOT_SANDBOX_IMAGE (so that two
 # checkouts on one engine, each with its own recipe, test their own image).
 IMAGE = os.environ.get("AGENTBOT_SANDBOX_IMAGE") or "agentbot-sandbox:latest"
+
+
+@contextlib.contextmanager
+def dead_sockets() -> Iterator[None]:
+    """For calls to an engine that is down: docker-py leaves the socket of a failed connect to the garbage
+    collector (the error's traceback holds it), so its ResourceWarning is ignored and it is collected here."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ResourceWarning)
+        yield
+        gc.collect()
 
 
 @functools.cache

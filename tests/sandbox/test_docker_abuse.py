@@ -5,7 +5,6 @@ lifecycle: retire and restore, reaping after a killed worker, idle cleanup, miss
 
 from __future__ import annotations
 
-import gc
 import os
 import shutil
 import signal
@@ -14,7 +13,6 @@ import sys
 import textwrap
 import time
 import uuid
-import warnings
 from collections.abc import Iterator
 
 import docker
@@ -23,7 +21,7 @@ import pytest
 from agentbot.conversation.code import CodeBlock, CodeResult, Language
 from agentbot.errors import SandboxError
 from agentbot.sandbox.docker import DockerExecutor
-from tests.sandbox.docker_fixtures import IMAGE, require_docker, sandbox_containers
+from tests.sandbox.docker_fixtures import IMAGE, dead_sockets, require_docker, sandbox_containers
 
 pytestmark = pytest.mark.docker
 
@@ -451,9 +449,7 @@ def test_constructor_starts_nothing_and_a_missing_image_is_a_clear_error(client:
 
 def test_unreachable_engine_is_a_sandbox_error() -> None:
     executor = DockerExecutor(image=IMAGE, base_url="unix:///nonexistent/docker.sock")
-    with warnings.catch_warnings():
-        # docker-py leaves the socket of a failed connect for the garbage collector
-        warnings.simplefilter("ignore", ResourceWarning)
+    with dead_sockets():
         try:
             executor.run("abuse-no-engine", [CodeBlock(code="print(1)", language="python")])
         except SandboxError as exc:
@@ -461,5 +457,4 @@ def test_unreachable_engine_is_a_sandbox_error() -> None:
         else:
             pytest.fail("no SandboxError")
         del executor
-        gc.collect()
     assert "not reachable" in message

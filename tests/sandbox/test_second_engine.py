@@ -5,17 +5,15 @@ engine killed under it is a prompt `SandboxError`, and once the engine is back t
 from __future__ import annotations
 
 import contextlib
-import gc
 import time
 import uuid
-import warnings
 
 import pytest
 
 from agentbot.conversation.code import CodeBlock
 from agentbot.errors import EngineDownError, SandboxError
 from agentbot.sandbox.docker import DockerExecutor
-from tests.sandbox.docker_fixtures import IMAGE, require_docker, sandbox_containers
+from tests.sandbox.docker_fixtures import IMAGE, dead_sockets, require_docker, sandbox_containers
 from tests.sandbox.engines import SecondEngine
 
 # The first session on a machine copies the image to the second engine inside the first test's time.
@@ -40,17 +38,13 @@ def test_executor_on_second_engine_survives_its_death(second_engine: SecondEngin
 
         second_engine.kill()
         began = time.monotonic()
-        with warnings.catch_warnings():
-            # docker-py leaves the socket of a failed connect for the garbage collector (the error's
-            # traceback holds it: collected here, with the error)
-            warnings.simplefilter("ignore", ResourceWarning)
+        with dead_sockets():
             try:
                 executor.run(workspace, PRINT_1)
             except EngineDownError as exc:  # down, not a refused call: people may move on to another
                 message = exc.user_message
             else:
                 pytest.fail("no EngineDownError from a killed engine")
-            gc.collect()
         failed_after = time.monotonic() - began
         print(f"run on a killed engine: SandboxError after {failed_after:.2f} s")
         assert "not reachable" in message

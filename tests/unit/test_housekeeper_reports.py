@@ -2,27 +2,15 @@
 
 from __future__ import annotations
 
-import contextlib
-import gc
 import logging
-import warnings
-from collections.abc import Iterator
 
 import pytest
 
 from agentbot.sandbox.docker import DockerExecutor
 from agentbot.sandbox.docker.housekeeping import Housekeeper
+from tests.sandbox.docker_fixtures import dead_sockets
 
 DEAD = "unix:///nonexistent/agentbot-housekeeping/docker.sock"
-
-
-@contextlib.contextmanager
-def dead_sockets() -> Iterator[None]:
-    """docker-py leaves the socket of a failed connect to the garbage collector: collect it here."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", ResourceWarning)
-        yield
-        gc.collect()
 
 
 @pytest.mark.parametrize(("at_start", "lines"), [(True, 1), (False, 0), (None, 0)])
